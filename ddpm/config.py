@@ -1,0 +1,329 @@
+"""Typed experiment config: YAML file -> dataclasses, with dotted command-line overrides.
+
+One resolved config (``ExperimentConfig``) goes into every run folder, every checkpoint and every
+W&B run (nanoGPT style). Defaults here are the seed notebook's ``DMConfig`` exactly; presets under
+``experiments/`` override a few values and say why.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ddpm.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "mnist"              # registry name in ddpm.data (mnist, fashion-mnist)
+    root: Optional[str] = None          # folder with the four IDX .gz files; None = the dataset's default
+    limit: Optional[int] = None         # train on the first N training images (quick runs)
+    test_limit: Optional[int] = None    # evaluate the test noise loss on the first N test images
+    mean: float = 0.1307                # seed: transforms.Normalize((0.1307,), (0.3081,))
+    std: float = 0.3081
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 28                # seed: input_dim = (28, 28)
+    in_channels: int = 1                # seed: num_channels = 1
+    num_classes: int = 10
+    num_feat: int = 64                  # width of the ResUNet (GroupNorm(8, .) needs a multiple of 8)
+    blocks_per_level: int = 1           # capacity knob: ResConvBlocks per down level (seed: 1); up levels get +1
+    freeze_embeddings: bool = False     # the seed skeleton froze its embedding MLPs; off by default
+
+
+@dataclass
+class DiffusionConfig:
+    T: int = 400
+    schedule: str = "linear"            # registry name in ddpm.schedules
+    beta_1: float = 1e-4
+    beta_T: float = 2e-2
+    mask_p: float = 0.1                 # condition dropout probability (p_uncond)
+    condition_mask_value: float = -1.0  # the null condition: a one-hot made all -1
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 256
+    epochs: int = 10
+    lr: float = 1e-4
+    milestones: list[int] = field(default_factory=lambda: [20])
+    gamma: float = 0.1
+    ema_decay: Optional[float] = None   # e.g. 0.999; None = no EMA
+    path: str = "fast"                  # "fast" (resident data, batched guidance, ...) or "faithful" (the seed's)
+    device: str = "auto"                # auto | cpu | cuda
+    precision: str = "auto"             # auto | fp32 | bf16 (bf16 autocast; auto = bf16 on CUDA only)
+    channels_last: bool = True          # fast path only
+    compile: bool = False               # torch.compile the denoiser (fast path only)
+    grad_clip: Optional[float] = None
+    grid_every: int = 1                 # save a 10x10 sample grid every N epochs (0 = never)
+    seed: int = 0
+
+
+@dataclass
+class SampleConfig:
+    omega: float = 2.0                  # guidance weight w: eps~ = (1+w) eps(x,c,t) - w eps(x,t)
+    sampler: str = "ddpm"               # registry name in ddpm.samplers
+    steps: Optional[int] = None         # None = T (the ddpm sampler with steps < T respaces)
+    eta: float = 0.0                    # DDIM stochasticity (0 = deterministic)
+
+
+@dataclass
+class TrackingConfig:
+    wandb: str = "auto"                 # auto (online with credentials, else offline) | online | offline | disabled
+    project: str = "ddpm-sweeps"
+    entity: Optional[str] = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "seed"                  # run folder: <out_dir>/<name>/
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+# ----------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checking
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return f"{_type_name(args[0])} or null"
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} = {value!r}: expected {_type_name(tp)}")
+        return [_coerce(v, typing.get_args(tp)[0], where) for v in value]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where} = {value!r}: expected an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: expected true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: expected a string")
+        return value
+    raise TypeError(f"unsupported annotation {tp}")  # pragma: no cover - programming error
+
+
+def _from_dict(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or 'top level'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{source}: {prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (allowed: {', '.join(names)})"
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _from_dict(tp, value if value is not None else {}, f"{prefix}{key}.", source)
+        else:
+            kwargs[key] = _coerce(value, tp, where)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    cfg = _from_dict(ExperimentConfig, data or {}, "", source)
+    validate(cfg, source)
+    return cfg
+
+
+def _parse_override(text: str, source: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"{source}: override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def set_dotted(data: dict[str, Any], dotted: str | list[str], value: Any) -> None:
+    parts = dotted.split(".") if isinstance(dotted, str) else dotted
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(parts)}: '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def get_dotted(cfg: ExperimentConfig | dict, dotted: str) -> Any:
+    node: Any = cfg
+    for p in dotted.split("."):
+        node = node[p] if isinstance(node, dict) else getattr(node, p)
+    return node
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                extra: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Load YAML (``base:`` chains to another file), apply ``extra`` dotted keys, then CLI overrides."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        data = _read_with_base(Path(path))
+    for k, v in (extra or {}).items():
+        set_dotted(data, k, v)
+    for o in overrides or []:
+        parts, value = _parse_override(o, source)
+        set_dotted(data, parts, value)
+    return config_from_dict(data, source)
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    data = read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = (path.parent / base).resolve()
+    if base_path in seen:
+        raise ConfigError(f"{path}: base '{base}' makes a cycle")
+    merged = _read_with_base(base_path, seen + (path.resolve(),))
+    _deep_merge(merged, data)
+    return merged
+
+
+def _deep_merge(into: dict, other: dict) -> None:
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    from ddpm.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------------------------
+# semantic validation
+
+
+def _choice(where: str, value: str, allowed: list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where} = {value!r}: unknown name; valid: {', '.join(allowed)}")
+
+
+def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
+    from ddpm.data import DATASETS
+    from ddpm.samplers import SAMPLERS
+    from ddpm.schedules import SCHEDULES
+
+    d, m, t, s = cfg.diffusion, cfg.model, cfg.train, cfg.sample
+
+    def bad(key: str, value: Any, why: str) -> ConfigError:
+        return ConfigError(f"{source}: {key} = {value!r}: {why}")
+
+    if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
+        raise bad("name", cfg.name, "must be a non-empty folder name without '/'")
+    _choice(f"{source}: data.dataset", cfg.data.dataset, sorted(DATASETS))
+    for key in ("limit", "test_limit"):
+        v = getattr(cfg.data, key)
+        if v is not None and v < 1:
+            raise bad(f"data.{key}", v, "must be >= 1 or null")
+    if cfg.data.std <= 0:
+        raise bad("data.std", cfg.data.std, "must be > 0")
+    if d.T < 1:
+        raise bad("diffusion.T", d.T, "must be >= 1")
+    _choice(f"{source}: diffusion.schedule", d.schedule, sorted(SCHEDULES))
+    for key in ("beta_1", "beta_T"):
+        v = getattr(d, key)
+        if not 0.0 < v < 1.0:
+            raise bad(f"diffusion.{key}", v, "must lie in (0, 1)")
+    if d.beta_1 > d.beta_T:
+        raise bad("diffusion.beta_1", d.beta_1, f"must be <= diffusion.beta_T ({d.beta_T})")
+    if not 0.0 <= d.mask_p < 1.0:
+        raise bad("diffusion.mask_p", d.mask_p, "must lie in [0, 1)")
+    if m.num_feat < 8 or m.num_feat % 8:
+        raise bad("model.num_feat", m.num_feat, "must be a positive multiple of 8 (the net's GroupNorm has 8 groups)")
+    if m.blocks_per_level < 1:
+        raise bad("model.blocks_per_level", m.blocks_per_level, "must be >= 1")
+    if m.image_size % 4:
+        raise bad("model.image_size", m.image_size, "must be divisible by 4 (two 2x down-samplings)")
+    if m.in_channels < 1 or m.num_classes < 1:
+        raise bad("model.in_channels", m.in_channels, "channels and classes must be >= 1")
+    if t.batch_size < 1:
+        raise bad("train.batch_size", t.batch_size, "must be >= 1")
+    if t.epochs < 1:
+        raise bad("train.epochs", t.epochs, "must be >= 1")
+    if t.lr <= 0:
+        raise bad("train.lr", t.lr, "must be > 0")
+    if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
+        raise bad("train.ema_decay", t.ema_decay, "must lie in (0, 1) or be null")
+    _choice(f"{source}: train.path", t.path, ["fast", "faithful"])
+    _choice(f"{source}: train.device", t.device, ["auto", "cpu", "cuda"])
+    _choice(f"{source}: train.precision", t.precision, ["auto", "fp32", "bf16"])
+    if t.grid_every < 0:
+        raise bad("train.grid_every", t.grid_every, "must be >= 0")
+    _choice(f"{source}: sample.sampler", s.sampler, sorted(SAMPLERS))
+    if s.steps is not None and not 1 <= s.steps <= d.T:
+        raise bad("sample.steps", s.steps, f"must lie in 1..diffusion.T ({d.T}) or be null")
+    if s.eta < 0:
+        raise bad("sample.eta", s.eta, "must be >= 0")
+    _choice(f"{source}: tracking.wandb", cfg.tracking.wandb, ["auto", "online", "offline", "disabled"])

@@ -1,0 +1,78 @@
+"""Conditional DDPM with classifier-free guidance: Algorithm 1 (training) and the guided noise estimate.
+
+Ho et al. 2020 (DDPM), Ho & Salimans 2021 (classifier-free guidance). Sampling loops live in
+``ddpm.samplers``; the beta schedule in ``ddpm.schedules``; the denoiser in ``ddpm.unet``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ddpm.config import ExperimentConfig
+from ddpm.schedules import NoiseSchedule
+from ddpm.unet import ConditionalUnet
+
+
+class ConditionalDDPM(nn.Module):
+    def __init__(self, cfg: ExperimentConfig):
+        super().__init__()
+        d, m = cfg.diffusion, cfg.model
+        self.T, self.num_classes = d.T, m.num_classes
+        self.mask_p, self.mask_value = d.mask_p, d.condition_mask_value
+        self.image_shape = (m.in_channels, m.image_size, m.image_size)
+        self.mean, self.std = cfg.data.mean, cfg.data.std
+        self.network = ConditionalUnet.from_config(m)
+        self.schedule = NoiseSchedule(d.schedule, d.T, d.beta_1, d.beta_T)
+
+    # ---- the seed's helpers -------------------------------------------------------------------
+    def scheduler(self, t_s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The seed's contract: integer t in 1..T -> dict of (B,1,1,1) schedule constants."""
+        return self.schedule(t_s)
+
+    def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels.long(), self.num_classes).float()
+
+    def null_condition(self, batch: int, device: torch.device | str) -> torch.Tensor:
+        """The dropped condition: a one-hot made all ``condition_mask_value`` (the seed: -1)."""
+        return torch.full((batch, self.num_classes), float(self.mask_value), device=device)
+
+    def drop_conditions(self, c: torch.Tensor, generator: Optional[torch.Generator] = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Algorithm 1 line 3: c <- null with probability mask_p. Returns (conditions, dropped mask)."""
+        drop = torch.rand(c.shape[0], device=c.device, generator=generator) < self.mask_p
+        c = torch.where(drop[:, None], torch.full_like(c, float(self.mask_value)), c)
+        return c, drop
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """eps_theta(x_t, c, t) with integer t in 1..T; the network sees t/T (the notebook's instruction)."""
+        return self.network(x, t.float() / self.T, c)
+
+    # ---- Algorithm 1 ------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor, labels: torch.Tensor,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Noise-prediction loss || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1-abar_t) eps, c, t) ||^2."""
+        B, dev = images.shape[0], images.device
+        c, _ = self.drop_conditions(self.one_hot(labels).to(dev), generator)
+        t = torch.randint(1, self.T + 1, (B,), device=dev, generator=generator)  # t ~ U{1..T}
+        noise = torch.randn(images.shape, device=dev, generator=generator, dtype=images.dtype)
+        x_t = self.schedule.at("sqrt_alpha_bar", t) * images + self.schedule.at("sqrt_oneminus_alpha_bar", t) * noise
+        return F.mse_loss(self.eps(x_t, t, c).float(), noise.float())
+
+    # ---- Algorithm 2 line 4 -----------------------------------------------------------------------
+    def guided_eps(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, omega: float,
+                   batched: bool = True) -> torch.Tensor:
+        """eps~ = (1 + w) eps(x, c, t) - w eps(x, t); both predictions from one batched pass when ``batched``."""
+        null = self.null_condition(x.shape[0], x.device)
+        if batched:
+            e = self.eps(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, null]))
+            e_cond, e_uncond = e.chunk(2)
+        else:  # the seed's two separate passes
+            e_cond, e_uncond = self.eps(x, t, c), self.eps(x, t, null)
+        return (1.0 + omega) * e_cond.float() - omega * e_uncond.float()
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Back to pixel space in [0, 1] (the seed: x * 0.3081 + 0.1307, clamped)."""
+        return (x * self.std + self.mean).clamp(0, 1)

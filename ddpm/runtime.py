@@ -1,0 +1,36 @@
+"""Device, precision and memory-format choices derived from ``train.*`` (one place, used everywhere)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ddpm.config import TrainConfig
+from ddpm.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda': no CUDA device is available here; use auto or cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(t: TrainConfig, device: torch.device) -> Optional[torch.dtype]:
+    """bf16 autocast on the fast path: 'auto' means on CUDA only (CPUs without bf16 units get slower)."""
+    if t.path == "faithful" or t.precision == "fp32":
+        return None
+    if t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def memory_format(t: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if (t.path == "fast" and t.channels_last) else torch.contiguous_format
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)

@@ -1,0 +1,113 @@
+"""Samplers (a registry): ancestral DDPM (Algorithm 2, optionally respaced) and DDIM.
+
+Adding a sampler is one ``Sampler`` subclass plus ``@register_sampler("name")``. Every sampler takes
+integer labels and a guidance weight and returns images denormalised and clamped to [0, 1].
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional
+
+import torch
+
+from ddpm.diffusion import ConditionalDDPM
+from ddpm.progress import progress_steps
+
+SAMPLERS: dict[str, type["Sampler"]] = {}
+
+
+def register_sampler(name: str) -> Callable[[type["Sampler"]], type["Sampler"]]:
+    def deco(cls: type["Sampler"]) -> type["Sampler"]:
+        cls.name = name
+        SAMPLERS[name] = cls
+        return cls
+    return deco
+
+
+def timestep_subsequence(T: int, steps: Optional[int]) -> list[int]:
+    """Evenly spaced time steps T = tau_S > ... > tau_1 >= 1 (all of T..1 when steps is None or T)."""
+    if steps is None or steps >= T:
+        return list(range(T, 0, -1))
+    taus = torch.linspace(1, T, steps, dtype=torch.float64).round().long().unique().tolist()
+    return sorted(taus, reverse=True)
+
+
+class Sampler:
+    name = "base"
+
+    def __init__(self, steps: Optional[int] = None, eta: float = 0.0, batched_guidance: bool = True):
+        self.steps, self.eta, self.batched = steps, eta, batched_guidance
+
+    def step(self, model: ConditionalDDPM, x: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
+             noise: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def sample(self, model: ConditionalDDPM, labels: torch.Tensor, omega: float,
+               generator: Optional[torch.Generator] = None, autocast_dtype: Optional[torch.dtype] = None,
+               show_progress: bool = False, memory_format: torch.memory_format = torch.contiguous_format
+               ) -> torch.Tensor:
+        """x_T ~ N(0, I); for each step: guided eps, then ``step``; returns denormalised images in [0, 1]."""
+        dev = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        B = labels.shape[0]
+        c = model.one_hot(labels).to(dev)
+        x = torch.randn((B, *model.image_shape), device=dev, generator=generator).contiguous(memory_format=memory_format)
+        taus = timestep_subsequence(model.T, self.steps)
+        amp = (torch.autocast(dev.type, dtype=autocast_dtype) if autocast_dtype is not None
+               else contextlib.nullcontext())
+        try:
+            for i in progress_steps(range(len(taus)), "sampling", enabled=show_progress):
+                t, t_prev = taus[i], (taus[i + 1] if i + 1 < len(taus) else 0)
+                tt = torch.full((B,), t, device=dev, dtype=torch.long)
+                with amp:
+                    eps = model.guided_eps(x, tt, c, omega, batched=self.batched)
+                # z ~ N(0, I) if t > 1 else z = 0 (Algorithm 2 line 3)
+                noise = (torch.randn(x.shape, device=dev, generator=generator) if t_prev > 0
+                         else torch.zeros_like(x))
+                x = self.step(model, x, eps, t, t_prev, noise)
+        finally:
+            model.train(was_training)
+        return model.denormalize(x.float()).contiguous()
+
+
+def _abar(model: ConditionalDDPM, t: int) -> float:
+    return float(model.schedule.alpha_t_bar[t])
+
+
+@register_sampler("ddpm")
+class DDPMSampler(Sampler):
+    """Algorithm 2 with sigma_t = sqrt(beta_t). With steps < T: respaced ancestral sampling
+    (Nichol & Dhariwal 2021, Sec. 4): beta'_t = 1 - abar_t / abar_t_prev on the sub-sequence."""
+
+    def step(self, model, x, eps, t, t_prev, noise):
+        if t_prev == t - 1:  # the exact Algorithm 2 step from the schedule table
+            s = model.schedule
+            coef = (s.beta_t[t] / s.sqrt_oneminus_alpha_bar[t])           # (1 - alpha_t) / sqrt(1 - abar_t)
+            return s.oneover_sqrt_alpha[t] * (x - coef * eps) + s.sqrt_beta_t[t] * noise
+        abar_t, abar_prev = _abar(model, t), _abar(model, t_prev)
+        alpha = abar_t / abar_prev
+        beta = 1.0 - alpha
+        return (x - beta / (1.0 - abar_t) ** 0.5 * eps) / alpha ** 0.5 + beta ** 0.5 * noise
+
+
+@register_sampler("ddim")
+class DDIMSampler(Sampler):
+    """DDIM (Song et al. 2021, eq. 12): x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps + sigma z,
+    sigma = eta * sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))."""
+
+    def step(self, model, x, eps, t, t_prev, noise):
+        abar_t, abar_prev = _abar(model, t), _abar(model, t_prev)
+        x0 = (x - (1.0 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
+        sigma = self.eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
+        dir_xt = max(1.0 - abar_prev - sigma ** 2, 0.0) ** 0.5 * eps
+        return abar_prev ** 0.5 * x0 + dir_xt + sigma * noise
+
+
+def make_sampler(name: str, steps: Optional[int] = None, eta: float = 0.0,
+                 batched_guidance: bool = True) -> Sampler:
+    if name not in SAMPLERS:
+        from ddpm.errors import ConfigError
+        raise ConfigError(f"sampler {name!r}: unknown; valid: {', '.join(sorted(SAMPLERS))}")
+    return SAMPLERS[name](steps=steps, eta=eta, batched_guidance=batched_guidance)

@@ -1,0 +1,92 @@
+"""Beta schedules (a registry) and the seed's ``scheduler(t)`` contract.
+
+A schedule's name is a promise (improved-diffusion): a changed formula gets a new name. Adding a
+schedule is one function ``(T, beta_1, beta_T) -> betas`` plus ``@register_schedule("name")``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+ScheduleFn = Callable[[int, float, float], torch.Tensor]
+SCHEDULES: dict[str, ScheduleFn] = {}
+
+
+def register_schedule(name: str) -> Callable[[ScheduleFn], ScheduleFn]:
+    def deco(fn: ScheduleFn) -> ScheduleFn:
+        SCHEDULES[name] = fn
+        return fn
+    return deco
+
+
+@register_schedule("linear")
+def linear(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
+    # DDPM (Ho et al. 2020) Sec. 4 and the seed: beta_t linearly interpolated between beta_1 and beta_T
+    return torch.linspace(beta_1, beta_T, T, dtype=torch.float64)
+
+
+@register_schedule("quadratic")
+def quadratic(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
+    # linear in sqrt(beta) (the DDPM codebase's "quad"), same end points as linear
+    return torch.linspace(beta_1 ** 0.5, beta_T ** 0.5, T, dtype=torch.float64) ** 2
+
+
+@register_schedule("cosine")
+def cosine(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
+    # Nichol & Dhariwal 2021, eq. 17: alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) * pi/2),
+    # beta_t = 1 - alpha_bar(t)/alpha_bar(t-1) clipped at 0.999; s = 0.008. beta_1/beta_T are unused.
+    s = 0.008
+    steps = torch.arange(T + 1, dtype=torch.float64)
+    f = torch.cos(((steps / T + s) / (1 + s)) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
+
+
+@register_schedule("sigmoid")
+def sigmoid(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
+    # sigmoid(linspace(-6, 6, T)) rescaled to [beta_1, beta_T] (GeoDiff, Xu et al. 2022)
+    x = torch.sigmoid(torch.linspace(-6, 6, T, dtype=torch.float64))
+    x = (x - x[0]) / (x[-1] - x[0])
+    return beta_1 + (beta_T - beta_1) * x
+
+
+SCHEDULER_KEYS = ("beta_t", "sqrt_beta_t", "alpha_t", "oneover_sqrt_alpha", "alpha_t_bar",
+                  "sqrt_alpha_bar", "sqrt_oneminus_alpha_bar")
+
+
+class NoiseSchedule(torch.nn.Module):
+    """Precomputed per-step constants, indexed 1..T as in the seed (index 0 holds t = 0: alpha_bar = 1)."""
+
+    def __init__(self, name: str, T: int, beta_1: float, beta_T: float):
+        super().__init__()
+        if name not in SCHEDULES:
+            raise KeyError(f"unknown schedule {name!r}; valid: {', '.join(sorted(SCHEDULES))}")
+        self.name, self.T = name, T
+        betas = SCHEDULES[name](T, beta_1, beta_T).to(torch.float64)
+        alphas = 1.0 - betas                                        # alpha_t := 1 - beta_t
+        alpha_bar = torch.cumprod(alphas, 0)                        # alpha_bar_t := prod_{s<=t} alpha_s
+        pad = lambda x, v: torch.cat([torch.tensor([v], dtype=torch.float64), x])  # noqa: E731
+        table = {
+            "beta_t": pad(betas, 0.0),
+            "sqrt_beta_t": pad(betas.sqrt(), 0.0),                  # sigma_t = sqrt(beta_t) (seed, Alg. 2)
+            "alpha_t": pad(alphas, 1.0),
+            "oneover_sqrt_alpha": pad(alphas.rsqrt(), 1.0),
+            "alpha_t_bar": pad(alpha_bar, 1.0),
+            "sqrt_alpha_bar": pad(alpha_bar.sqrt(), 1.0),
+            "sqrt_oneminus_alpha_bar": pad((1 - alpha_bar).sqrt(), 0.0),
+        }
+        for k, v in table.items():
+            self.register_buffer(k, v.float(), persistent=False)
+
+    def forward(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The seed's ``scheduler(t_s)``: integer t in 1..T of shape (B,), (B,1) or () -> dict of (B,1,1,1)."""
+        t = torch.as_tensor(t, device=self.beta_t.device).long().reshape(-1)
+        if t.numel() and (int(t.min()) < 1 or int(t.max()) > self.T):
+            raise ValueError(f"time steps must lie in 1..{self.T}")
+        return {k: getattr(self, k)[t].view(-1, 1, 1, 1) for k in SCHEDULER_KEYS}
+
+    def at(self, key: str, t: torch.Tensor) -> torch.Tensor:
+        """One constant for t in 0..T, shaped (B,1,1,1): the hot-path lookup (no validation)."""
+        return getattr(self, key)[t].view(-1, 1, 1, 1)

@@ -1,0 +1,301 @@
+"""The training loop (the seed's ``solver``, grown up). One ``train()`` serves the CLI and every sweep trial.
+
+Per epoch: mean train noise loss, test noise loss, learning rate, throughput and a 10x10 sample grid;
+``last.pt`` every epoch, ``best.pt`` at the lowest test noise loss; ``metrics.jsonl`` appended.
+Callbacks (W&B tracking, Optuna pruning) observe the run; they never own a second loop.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+
+from ddpm import data as data_mod
+from ddpm.checkpoint import load_checkpoint, save_checkpoint
+from ddpm.config import ExperimentConfig, config_from_dict, save_config
+from ddpm.diffusion import ConditionalDDPM
+from ddpm.errors import ConfigError, TrainingDiverged
+from ddpm.grids import grid_labels, save_grid
+from ddpm.io import append_jsonl, read_jsonl
+from ddpm.progress import console, make_progress
+from ddpm.runtime import autocast_dtype, memory_format, resolve_device, seed_everything
+from ddpm.samplers import make_sampler
+
+
+class Callback:
+    """Hooks into ``train()``. ``on_epoch_end`` may raise (e.g. optuna.TrialPruned) to stop the run."""
+
+    def on_train_start(self, run: "TrainState") -> None: ...
+
+    def on_epoch_end(self, run: "TrainState", record: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, run: "TrainState", status: str, reason: Optional[str]) -> None: ...
+
+
+@dataclass
+class TrainState:
+    cfg: ExperimentConfig
+    run_dir: Path
+    model: ConditionalDDPM
+    ema: Optional[ConditionalDDPM]
+    device: torch.device
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0                      # completed epochs
+    best_test_loss: float = math.inf
+    status: str = "running"
+
+    @property
+    def eval_model(self) -> ConditionalDDPM:
+        return self.ema if self.ema is not None else self.model
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+
+# frozen sections: a resumed run must have the same model and diffusion process
+_RESUME_FROZEN = ("model", "diffusion", "data")
+
+
+def _check_resume_config(cfg: ExperimentConfig, saved: dict, path: str) -> None:
+    now = cfg.to_dict()
+    for section in _RESUME_FROZEN:
+        for key, value in now[section].items():
+            if saved[section].get(key) != value:
+                raise ConfigError(f"{path}: cannot resume with {section}.{key} = {value!r}; "
+                                  f"the run was started with {saved[section].get(key)!r}")
+
+
+@torch.no_grad()
+def ema_update(ema: ConditionalDDPM, model: ConditionalDDPM, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+@torch.no_grad()
+def test_noise_loss(model: ConditionalDDPM, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                    seed: int, amp_dtype: Optional[torch.dtype], mem: torch.memory_format) -> float:
+    """Mean Algorithm-1 loss on held-out images with a fixed generator, so epochs compare like with like."""
+    was = model.training
+    model.eval()
+    g = torch.Generator(device=images.device).manual_seed(seed)
+    total, n = 0.0, 0
+    amp = torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].contiguous(memory_format=mem)
+        with amp:
+            loss = model(x, labels[i:i + batch_size], generator=g)
+        total += float(loss) * len(x)
+        n += len(x)
+    model.train(was)
+    return total / max(n, 1)
+
+
+def sample_grid(run: TrainState, omega: Optional[float] = None, per_class: int = 10, seed: Optional[int] = None
+                ) -> torch.Tensor:
+    """A (num_classes x per_class) grid from the EMA (or raw) model with the config's sampler."""
+    cfg = run.cfg
+    s = cfg.sample
+    sampler = make_sampler(s.sampler, s.steps, s.eta, batched_guidance=cfg.train.path == "fast")
+    g = torch.Generator(device=run.device).manual_seed(cfg.train.seed + 1 if seed is None else seed)
+    labels = grid_labels(cfg.model.num_classes, per_class).to(run.device)
+    return sampler.sample(run.eval_model, labels, s.omega if omega is None else omega, generator=g,
+                          autocast_dtype=autocast_dtype(cfg.train, run.device), show_progress=True,
+                          memory_format=memory_format(cfg.train))
+
+
+def _payload(run: TrainState, opt, sched, g_data: torch.Generator, g_noise: torch.Generator) -> dict[str, Any]:
+    return {
+        "config": run.cfg.to_dict(),
+        "model": run.model.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "optimizer": opt.state_dict(),
+        "lr_scheduler": sched.state_dict(),
+        "epoch": run.epoch,
+        "best_test_loss": run.best_test_loss,
+        "history": run.history,
+        "rng": {"torch": torch.get_rng_state(), "data": g_data.get_state(), "noise": g_noise.get_state()},
+    }
+
+
+def _print_epoch(rec: dict[str, Any], epochs: int) -> None:
+    console.print(f"epoch {rec['epoch']}/{epochs}  train_noise_loss={rec['train_loss']:.4f}  "
+                  f"test_noise_loss={rec['test_loss']:.4f}  lr={rec['lr']:.2e}  "
+                  f"{rec['images_per_s']:.0f} img/s  {rec['seconds']:.1f}s")
+
+
+def print_history(history: list[dict[str, Any]], title: str = "training") -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("epoch", "train loss", "test loss", "lr", "img/s", "seconds"):
+        table.add_column(col, justify="right")
+    for r in history:
+        table.add_row(str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}", f"{r['lr']:.2e}",
+                      f"{r['images_per_s']:.0f}", f"{r['seconds']:.1f}")
+    console.print(table)
+
+
+def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: bool = False,
+          callbacks: Iterable[Callback] = (), quiet: bool = False) -> TrainState:
+    """Train ``cfg`` into ``run_dir`` (default ``cfg.run_dir``); ``resume`` continues from ``last.pt``."""
+    callbacks = list(callbacks)
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
+    t, d = cfg.train, cfg.data
+    device = resolve_device(t.device)
+    seed_everything(t.seed)
+    amp_dtype, mem = autocast_dtype(t, device), memory_format(t)
+
+    ckpt = None
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume and last.is_file():
+        ckpt = load_checkpoint(last)
+        _check_resume_config(cfg, ckpt["config"], str(last))
+    elif not resume and (run_dir / "metrics.jsonl").exists() and read_jsonl(run_dir / "metrics.jsonl"):
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another name=")
+
+    model = ConditionalDDPM(cfg).to(device).to(memory_format=mem)
+    ema = copy.deepcopy(model).requires_grad_(False) if t.ema_decay is not None else None
+    fused = device.type == "cuda" and t.path == "fast"
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr, fused=fused or None)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=t.milestones, gamma=t.gamma)
+    g_data = torch.Generator().manual_seed(t.seed)
+    g_noise = torch.Generator(device=device).manual_seed(t.seed + 12345)
+    run = TrainState(cfg, run_dir, model, ema, device)
+
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        if ema is not None and ckpt.get("ema") is not None:
+            ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["lr_scheduler"])
+        run.epoch, run.best_test_loss, run.history = ckpt["epoch"], ckpt["best_test_loss"], ckpt["history"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        g_data.set_state(ckpt["rng"]["data"])
+        g_noise.set_state(ckpt["rng"]["noise"])
+        if not quiet:
+            console.print(f"resuming {run_dir} after epoch {run.epoch}")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+
+    # data: resident tensors on the device (fast path) or the seed's per-sample DataLoader (faithful)
+    test_x, test_y = data_mod.tensors(d.dataset, "test", d.root, d.mean, d.std, d.test_limit)
+    test_x, test_y = test_x.to(device), test_y.to(device)
+    if t.path == "fast":
+        train_x, train_y = data_mod.tensors(d.dataset, "train", d.root, d.mean, d.std, d.limit)
+        batches: Any = data_mod.TensorBatches(train_x.to(device), train_y.to(device), t.batch_size, True, g_data)
+    else:
+        batches = data_mod.faithful_loader(d.dataset, "train", d.root, d.mean, d.std, d.limit, t.batch_size,
+                                           True, g_data)
+    net = model.network
+    if t.compile and t.path == "fast":
+        model.network = torch.compile(net)  # type: ignore[assignment]
+
+    for cb in callbacks:
+        cb.on_train_start(run)
+    status, reason = "complete", None
+    try:
+        with make_progress(transient=True) as progress:
+            ep_task = progress.add_task("epochs", total=t.epochs, completed=run.epoch, info="")
+            while run.epoch < t.epochs:
+                epoch = run.epoch + 1
+                model.train()
+                b_task = progress.add_task(f"epoch {epoch}", total=len(batches), info="")
+                total, n_img, start = 0.0, 0, time.perf_counter()
+                for x, y in batches:
+                    x = x.to(device, non_blocking=True).contiguous(memory_format=mem)
+                    y = y.to(device, non_blocking=True)
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        loss = model(x, y, generator=g_noise)
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(f"{run_dir}: loss is {float(loss)} at epoch {epoch}, image "
+                                               f"{n_img}; lower train.lr (now {t.lr}) or set train.grad_clip")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if t.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                    opt.step()
+                    if ema is not None:
+                        ema_update(ema, model, t.ema_decay)  # type: ignore[arg-type]
+                    total += float(loss.detach()) * len(x)
+                    n_img += len(x)
+                    progress.update(b_task, advance=1, info=f"loss {total / n_img:.4f}")
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - start
+                progress.remove_task(b_task)
+                lr = opt.param_groups[0]["lr"]
+                sched.step()
+                test_loss = test_noise_loss(run.eval_model, test_x, test_y, t.batch_size, t.seed + 7, amp_dtype, mem)
+                rec: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(n_img, 1), "test_loss": test_loss,
+                                       "lr": lr, "images_per_s": n_img / seconds, "seconds": seconds}
+                if t.grid_every and (epoch % t.grid_every == 0 or epoch == t.epochs):
+                    grid = save_grid(sample_grid(run), run_dir / "grids" / f"epoch-{epoch:03d}.png")
+                    rec["grid"] = str(grid.relative_to(run_dir))
+                run.epoch = epoch
+                run.history.append(rec)
+                is_best = test_loss < run.best_test_loss
+                if is_best:
+                    run.best_test_loss = test_loss
+                model.network = net  # save the eager module's weights, not the compiled wrapper's
+                payload = _payload(run, opt, sched, g_data, g_noise)
+                if is_best:
+                    save_checkpoint(run.best_checkpoint, payload)
+                save_checkpoint(run.last_checkpoint, payload)
+                if t.compile and t.path == "fast":
+                    model.network = torch.compile(net)  # type: ignore[assignment]
+                append_jsonl(run_dir / "metrics.jsonl", rec)
+                if not quiet:
+                    _print_epoch(rec, t.epochs)
+                progress.update(ep_task, advance=1)
+                for cb in callbacks:
+                    cb.on_epoch_end(run, rec)
+    except KeyboardInterrupt:
+        status, reason = "interrupted", "KeyboardInterrupt"
+        if not quiet:
+            console.print(f"[yellow]interrupted: {run.last_checkpoint} holds epoch {run.epoch}; "
+                          f"rerun with --resume to continue[/]")
+        raise
+    except TrainingDiverged as e:
+        status, reason = "failed", str(e)
+        raise
+    except BaseException as e:
+        status, reason = _status_of(e)
+        raise
+    finally:
+        model.network = net
+        run.status = status
+        for cb in callbacks:
+            try:
+                cb.on_train_end(run, status, reason)
+            except Exception as cb_err:  # a tracker must never turn a result into a crash
+                console.print(f"[yellow]warning: {type(cb).__name__}.on_train_end failed: {cb_err}[/]")
+    if not quiet:
+        print_history(run.history, title=f"{run_dir}")
+    return run
+
+
+def _status_of(e: BaseException) -> tuple[str, str]:
+    if type(e).__name__ == "TrialPruned":
+        return "pruned", str(e) or "pruned by the study's pruner"
+    return "failed", f"{type(e).__name__}: {e}"
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config saved beside a run (``config.yaml``)."""
+    from ddpm.config import read_yaml
+
+    path = Path(run_dir) / "config.yaml"
+    return config_from_dict(read_yaml(path), str(path))
