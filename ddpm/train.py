@@ -32,6 +32,9 @@ class Callback:
 
     def on_train_start(self, run: "TrainState") -> None: ...
 
+    def on_epoch_metrics(self, run: "TrainState", record: dict[str, Any]) -> None:
+        """Called before the epoch is saved: may add keys to ``record`` (e.g. a quick sample metric)."""
+
     def on_epoch_end(self, run: "TrainState", record: dict[str, Any]) -> None: ...
 
     def on_train_end(self, run: "TrainState", status: str, reason: Optional[str]) -> None: ...
@@ -245,6 +248,8 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                     grid = save_grid(sample_grid(run), run_dir / "grids" / f"epoch-{epoch:03d}.png")
                     rec["grid"] = str(grid.relative_to(run_dir))
                 run.epoch = epoch
+                for cb in callbacks:
+                    cb.on_epoch_metrics(run, rec)
                 run.history.append(rec)
                 is_best = test_loss < run.best_test_loss
                 if is_best:
