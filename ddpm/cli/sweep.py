@@ -1,0 +1,239 @@
+"""``ddpm sweep``, ``ddpm worker``, ``ddpm studies``, ``ddpm trials``: Optuna studies from sweep YAML."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from ddpm.cli import Command, register_command
+from ddpm.errors import ConfigError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="storage URL: sqlite:///file.db (default runs/<study>/study.db), "
+                   "postgresql://user:pw@host/db, journal:path.log")
+    p.add_argument("--n-trials", type=int, help="override the sweep's n_trials (the study's total)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--no-wandb", action="store_true", help="same as tracking.wandb=disabled for every trial")
+
+
+def _load(args: argparse.Namespace, storage: Optional[str] = None):
+    from ddpm.sweeps.spec import load_sweep
+
+    spec = load_sweep(args.sweep, storage=storage if storage is not None else args.storage)
+    if args.no_wandb:
+        spec.overrides["tracking.wandb"] = "disabled"
+    if args.n_trials is not None and args.n_trials < 1:
+        raise ConfigError(f"--n-trials {args.n_trials}: must be >= 1")
+    return spec
+
+
+@register_command("sweep")
+class Sweep(Command):
+    """Start or resume an Optuna study from a sweep YAML, e.g.
+    ddpm sweep sweeps/quickstart.yaml
+    ddpm sweep sweeps/schedules.yaml --workers 2
+    ddpm sweep sweeps/schedules.yaml --storage postgresql://user:pw@db-host/optuna
+Each trial trains with the same train() as `ddpm train` into runs/<study>/trial-<n>/, then scores its
+guidance grid. Ctrl-C stops cleanly; running the same command again resumes the study."""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("sweep", help="sweep YAML (sweeps/*.yaml)")
+        _add_common(p)
+        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+        p.add_argument("--no-report", action="store_true", help="skip the report even if the sweep asks for one")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        import time
+
+        from ddpm.progress import console
+        from ddpm.sweeps.runner import run_study, storage_url
+        from ddpm.sweeps.storage import redact_url
+
+        if args.workers < 1:
+            raise ConfigError(f"--workers {args.workers}: must be >= 1")
+        spec = _load(args)
+        url = storage_url(spec)
+        extra = ("--no-wandb",) if args.no_wandb else ()
+        start = time.time()
+        try:
+            study = run_study(spec, url, workers=args.workers, n_trials=args.n_trials, timeout=args.timeout,
+                              extra_worker_args=extra)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted: the study is saved in {redact_url(url)}; run "
+                          f"`ddpm sweep {args.sweep}` again to resume it[/]")
+            return 130
+        print_trials(study, title=f"study {spec.study}  ({time.time() - start:.0f}s)")
+        if spec.report and not args.no_report:
+            _write_report(spec.study, url, console)
+        return 0
+
+
+def _write_report(study: str, url: str, console: Any) -> None:
+    try:
+        from ddpm.report import write_report
+    except ImportError:
+        console.print("note: ddpm.report is not available here; no report written")
+        return
+    out = Path("reports") / study
+    path = write_report(study, url, out)
+    console.print(f"report: {path or out}")
+
+
+@register_command("worker")
+class Worker(Command):
+    """Join a running study as one more worker (on this or another machine), e.g.
+    ddpm worker sweeps/schedules.yaml --storage postgresql://user:pw@db-host/optuna
+The URL may also come from the DDPM_SWEEP_STORAGE environment variable (keeps the password out of `ps`)."""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("sweep", help="sweep YAML (the same file the study was started from)")
+        _add_common(p)
+        p.add_argument("--threads", type=int, help="torch CPU threads for this worker")
+        p.add_argument("--worker-id", help=argparse.SUPPRESS)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ddpm.sweeps.runner import STORAGE_ENV, run_worker, storage_url
+
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        spec = _load(args, storage=args.storage or os.environ.get(STORAGE_ENV))
+        try:
+            run_worker(spec, storage_url(spec), n_trials=args.n_trials, timeout=args.timeout)
+        except KeyboardInterrupt:
+            return 130
+        return 0
+
+
+def _study_storages(storage: Optional[str], out_dir: str) -> list[str]:
+    if storage:
+        return [storage]
+    from ddpm.sweeps.storage import default_storage_url
+
+    return [default_storage_url(out_dir, p.parent.name) for p in sorted(Path(out_dir).glob("*/study.db"))]
+
+
+@register_command("studies")
+class Studies(Command):
+    """List the studies in a storage (default: every runs/*/study.db) with their trial counts and best values."""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--storage", help="storage URL (default: every runs/<study>/study.db)")
+        p.add_argument("--out-dir", default="runs", help="where default storages live (default runs)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        import optuna
+        from rich.table import Table
+
+        from ddpm.progress import console
+        from ddpm.sweeps.storage import open_storage, redact_url
+
+        urls = _study_storages(args.storage, args.out_dir)
+        if not urls:
+            console.print(f"no studies under {args.out_dir}/ (start one with `ddpm sweep sweeps/quickstart.yaml`)")
+            return 0
+        table = Table(title="studies")
+        for col in ("study", "storage", "directions", "complete", "pruned", "failed", "running", "best", "started"):
+            table.add_column(col, justify="right" if col in ("complete", "pruned", "failed", "running") else "left")
+        for url in urls:
+            storage = open_storage(url)
+            for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+                study = optuna.load_study(study_name=s.study_name, storage=storage)
+                trials = study.get_trials(deepcopy=False)
+                count = {st: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
+                TS = optuna.trial.TrialState
+                table.add_row(s.study_name, redact_url(url), ",".join(d.name.lower()[:3] for d in s.directions),
+                              str(count[TS.COMPLETE]), str(count[TS.PRUNED]), str(count[TS.FAIL]),
+                              str(count[TS.RUNNING]), _best(study), f"{s.datetime_start:%Y-%m-%d %H:%M}"
+                              if s.datetime_start else "-")
+        console.print(table)
+        return 0
+
+
+def _best(study: Any) -> str:
+    try:
+        best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    except ValueError:
+        return "-"
+    if len(best) != 1:
+        return f"{len(best)} on the Pareto front"
+    t = best[0]
+    return f"#{t.number}: " + ", ".join(f"{v:.4g}" for v in t.values)
+
+
+def print_trials(study: Any, title: Optional[str] = None) -> None:
+    import optuna
+    from rich.table import Table
+
+    from ddpm.progress import console
+
+    names = [o["metric"] for o in study.user_attrs.get("objectives", [])] or \
+        [f"value{i}" for i in range(len(study.directions))]
+    trials = study.get_trials(deepcopy=False)
+    keys = sorted({k for t in trials for k in t.params})
+    table = Table(title=title or f"study {study.study_name}")
+    table.add_column("#", justify="right")
+    table.add_column("state")
+    for k in keys:
+        table.add_column(k.split(".")[-1], justify="right")
+    for n in names:
+        table.add_column(n, justify="right")
+    table.add_column("omega", justify="right")
+    table.add_column("s", justify="right")
+    table.add_column("note")
+    best = set()
+    try:
+        best = {t.number for t in study.best_trials}
+    except ValueError:
+        pass
+    for t in trials:
+        state = t.state.name.lower()
+        if t.user_attrs.get("baseline"):
+            state += " (baseline)"
+        if t.system_attrs.get("retry_history"):
+            state += f" (retry of {t.system_attrs['retry_history'][-1]})"
+        complete = t.state == optuna.trial.TrialState.COMPLETE
+        values = [f"{v:.4g}" for v in t.values] if complete and t.values else ["-"] * len(names)
+        dur = t.user_attrs.get("duration_s")
+        note = "best" if t.number in best else (t.user_attrs.get("failure_reason") or "")
+        style = "green" if t.state == optuna.trial.TrialState.COMPLETE else None
+        table.add_row(str(t.number), state, *[_fmt(t.params.get(k)) for k in keys], *values,
+                      _fmt(t.user_attrs.get("best_omega")), f"{dur:.0f}" if isinstance(dur, (int, float)) else "-",
+                      str(note)[:80], style=style)
+    console.print(table)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+@register_command("trials")
+class Trials(Command):
+    """Show every trial of a study: state, params, objective values, best omega, duration, failure reason."""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("study", help="study name")
+        p.add_argument("--storage", help="storage URL (default runs/<study>/study.db)")
+        p.add_argument("--out-dir", default="runs", help="where the default storage lives (default runs)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        import optuna
+
+        from ddpm.sweeps.storage import default_storage_url, open_storage, redact_url
+
+        url = args.storage or default_storage_url(args.out_dir, args.study)
+        if not args.storage and not Path(url.split(":///", 1)[1]).is_file():
+            raise ConfigError(f"no study {args.study!r} under {args.out_dir}/ (no {url.split(':///', 1)[1]}); "
+                              f"pass --storage for studies stored elsewhere")
+        storage = open_storage(url)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if args.study not in names:
+            raise ConfigError(f"study {args.study!r} is not in {redact_url(url)}; studies there: "
+                              f"{', '.join(names) or 'none'}")
+        print_trials(optuna.load_study(study_name=args.study, storage=storage))
+        return 0

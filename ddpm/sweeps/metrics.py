@@ -1,0 +1,96 @@
+"""What a trial is scored on (objectives) and what it is pruned on (per-epoch values): two registries.
+
+An objective metric reads the trial's guidance table at its best omega (``fid``, ``accuracy``, ...)
+or its training history (``test_loss``); a prune metric is a per-epoch value comparable across
+trials, e.g. a quick sample FID (``sample_fid``) rather than the noise loss, whose scale depends on
+the beta schedule and T.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ObjectiveMetric:
+    name: str
+    direction: str                                  # minimize | maximize: the natural sense
+    row_key: Optional[str]                          # key in a guidance row (None: from the history)
+    from_history: Optional[Callable[[list[dict[str, Any]]], float]] = None
+    help: str = ""
+
+    @property
+    def needs_guidance(self) -> bool:
+        return self.row_key is not None
+
+    def value(self, best_row: Optional[Row], history: list[dict[str, Any]]) -> float:
+        if self.row_key is not None:
+            assert best_row is not None
+            return float(best_row[self.row_key])
+        assert self.from_history is not None
+        return float(self.from_history(history))
+
+
+OBJECTIVE_METRICS: dict[str, ObjectiveMetric] = {}
+
+
+def register_objective_metric(metric: ObjectiveMetric) -> ObjectiveMetric:
+    OBJECTIVE_METRICS[metric.name] = metric
+    return metric
+
+
+def _min_test_loss(history: list[dict[str, Any]]) -> float:
+    return min((r["test_loss"] for r in history), default=math.nan)
+
+
+def _train_seconds(history: list[dict[str, Any]]) -> float:
+    return sum(r.get("seconds", 0.0) for r in history)
+
+
+register_objective_metric(ObjectiveMetric("fid", "minimize", "fid", help="FID at the best omega"))
+register_objective_metric(ObjectiveMetric("accuracy", "maximize", "accuracy",
+                                          help="conditional accuracy by the evaluation classifier"))
+register_objective_metric(ObjectiveMetric("diversity", "maximize", "diversity", help="within-class diversity"))
+register_objective_metric(ObjectiveMetric("sample_seconds", "minimize", "seconds",
+                                          help="seconds to sample the guidance row's images"))
+register_objective_metric(ObjectiveMetric("test_loss", "minimize", None, _min_test_loss,
+                                          help="lowest test noise loss (comparable only at fixed schedule and T)"))
+register_objective_metric(ObjectiveMetric("train_seconds", "minimize", None, _train_seconds,
+                                          help="training seconds summed over epochs"))
+
+
+@dataclass(frozen=True)
+class PruneMetric:
+    name: str
+    direction: str
+    needs_samples: bool     # computed per epoch with ddpm.evaluation.quick_metric (costs sampling time)
+    help: str = ""
+
+
+PRUNE_METRICS: dict[str, PruneMetric] = {}
+
+
+def register_prune_metric(metric: PruneMetric) -> PruneMetric:
+    PRUNE_METRICS[metric.name] = metric
+    return metric
+
+
+register_prune_metric(PruneMetric("sample_fid", "minimize", True, "quick FID of a few samples per epoch"))
+register_prune_metric(PruneMetric("sample_accuracy", "maximize", True, "quick conditional accuracy per epoch"))
+register_prune_metric(PruneMetric("test_loss", "minimize", False,
+                                  "test noise loss (only comparable when schedule and T are fixed)"))
+
+
+def best_guidance_row(rows: list[Row], metric: ObjectiveMetric) -> Row:
+    """The row (one omega) that is best by ``metric``; NaN rows lose."""
+    assert metric.row_key is not None and rows
+    key = metric.row_key
+    sign = 1.0 if metric.direction == "minimize" else -1.0
+
+    def score(r: Row) -> float:
+        v = r.get(key)
+        return math.inf if v is None or not math.isfinite(float(v)) else sign * float(v)
+    return min(rows, key=score)

@@ -1,0 +1,223 @@
+"""The Optuna objective: one trial = the CLI's own ``train()`` + one guidance grid, scored by the sweep.
+
+Per trial: suggest every searched key, build the config (base + overrides + params) with the run
+folder ``runs/<study>/trial-<n>/``, train with a pruning callback (a per-epoch value reported to the
+trial) and a tracker, evaluate the guidance grid on the best checkpoint once, store the whole table
+with the trial, and return the objective(s) read at the best omega.
+
+A retried trial (its worker died, or the sweep was interrupted) copies its predecessor's run folder
+and continues from ``last.pt`` instead of epoch 0. A trial that raises or diverges is recorded failed
+with its reason; the study goes on.
+
+Trial user attributes (read by ``ddpm.report``): run_dir, guidance (rows), best_omega, config (the
+resolved config, sample.omega = best omega), failure_reason, duration_s; also retry_of,
+resumed_from_epoch, host, pid.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import optuna
+
+from ddpm.config import set_dotted
+from ddpm.progress import console
+from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, best_guidance_row
+from ddpm.sweeps.spec import PruneSpec, SweepSpec, trial_config
+from ddpm.train import Callback, TrainState
+
+
+class PruningCallback(Callback):
+    """Adds the sweep's per-epoch metric to each epoch's record and reports it to the trial.
+
+    ``sample_fid``/``sample_accuracy`` come from ``ddpm.evaluation.quick_metric`` on a few samples,
+    comparable across schedules and T (the noise loss is not); ``test_loss`` is the record's own.
+    Raises ``optuna.TrialPruned`` when the pruner says so (after the epoch's checkpoint is saved).
+    """
+
+    def __init__(self, trial: optuna.Trial, prune: PruneSpec, active: bool) -> None:
+        self.trial, self.prune, self.active = trial, prune, active
+        self.metric = PRUNE_METRICS[prune.metric]
+
+    def on_epoch_metrics(self, run: TrainState, record: dict[str, Any]) -> None:
+        if not self.metric.needs_samples:
+            return
+        from ddpm.evaluation import quick_metric
+
+        record.update(quick_metric(run.eval_model, run.cfg, n=self.prune.n, steps=self.prune.steps))
+
+    def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
+        value = float(record[self.prune.metric])
+        if not math.isfinite(value):
+            return
+        self.trial.report(value, step=int(record["epoch"]))
+        if self.active and self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}: {self.prune.metric} = {value:.4g}")
+
+
+class EpochLine(Callback):
+    """One short line per epoch, prefixed with the trial, so several workers' output stays readable."""
+
+    def __init__(self, number: int, keys: tuple[str, ...]) -> None:
+        self.number, self.keys = number, keys
+
+    def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
+        extra = "".join(f"  {k}={record[k]:.4g}" for k in self.keys if isinstance(record.get(k), (int, float)))
+        console.print(f"  trial {self.number} epoch {record['epoch']}/{run.cfg.train.epochs}  "
+                      f"test_noise_loss={record['test_loss']:.4f}{extra}  {record['seconds']:.0f}s")
+
+
+def frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+
+
+def _tracker(cfg: Any, spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any]) -> Optional[Callback]:
+    try:
+        from ddpm.tracking import tracker_callback
+    except ImportError:
+        return None
+    extra = {"study": spec.study, "trial": trial.number, **{f"param/{k}": v for k, v in params.items()}}
+    return tracker_callback(cfg, job_type="trial", group=spec.study, name=f"trial-{trial.number}",
+                            extra_config=extra, tags=["sweep", spec.study], finish_on_train_end=False)
+
+
+class SweepObjective:
+    """Callable for ``study.optimize``; returns one float per objective."""
+
+    def __init__(self, spec: SweepSpec, verbose: bool = True) -> None:
+        self.spec, self.verbose = spec, verbose
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        spec = self.spec
+        start = time.time()
+        tracker: Optional[Callback] = None
+        state, reason = "failed", None
+        try:
+            params = {k: dist.suggest(trial, k) for k, dist in spec.space.items()}
+            name = f"trial-{trial.number}"
+            run_dir = spec.study_dir / name
+            self._start(trial, run_dir)
+            cfg = trial_config(spec, params, name)  # a choice the config rejects fails this trial only
+            trial.set_user_attr("config", cfg.to_dict())
+            callbacks: list[Callback] = []
+            if spec.prune is not None:
+                callbacks.append(PruningCallback(trial, spec.prune, active=spec.pruner != "none"))
+            if self.verbose:
+                keys = (spec.prune.metric,) if spec.prune is not None and spec.prune.metric != "test_loss" else ()
+                callbacks.append(EpochLine(trial.number, keys))
+            tracker = _tracker(cfg, spec, trial, params)
+            if tracker is not None:
+                callbacks.append(tracker)
+
+            from ddpm.train import train
+
+            run = train(cfg, run_dir=run_dir, resume=True, callbacks=callbacks, quiet=True)
+            values, summary = self._score(trial, cfg, run, tracker)
+            if tracker is not None:
+                tracker.log_summary(summary)  # type: ignore[attr-defined]
+            state = "complete"
+            return values if len(values) > 1 else values[0]
+        except optuna.TrialPruned as e:
+            state, reason = "pruned", str(e) or "pruned"
+            trial.set_user_attr("failure_reason", reason)
+            raise
+        except KeyboardInterrupt:
+            state, reason = "interrupted", "interrupted (Ctrl-C); rerunning the sweep resumes this trial"
+            trial.set_user_attr("failure_reason", reason)
+            trial.set_user_attr("interrupted", True)
+            raise
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
+            trial.set_user_attr("failure_reason", reason)
+            raise
+        finally:
+            trial.set_user_attr("duration_s", round(time.time() - start, 2))
+            if tracker is not None:
+                try:
+                    tracker.finish(state, reason)  # type: ignore[attr-defined]
+                except Exception as err:  # tracking must never change a trial's result
+                    console.print(f"[yellow]warning: tracker finish failed: {err}[/]")
+
+    def _start(self, trial: optuna.Trial, run_dir: Path) -> None:
+        """Record where the trial runs; a retry first copies its predecessor's folder (resume from last.pt)."""
+        ft = frozen(trial)
+        history = ft.system_attrs.get("retry_history") or []
+        previous = ft.user_attrs.get("run_dir")  # inherited from the failed trial by the retry callback
+        if history and previous and Path(previous).is_dir() and Path(previous).resolve() != run_dir.resolve():
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            shutil.copytree(previous, run_dir, ignore=shutil.ignore_patterns("*.tmp", "wandb"))
+            trial.set_user_attr("retry_of", history[-1])
+            trial.set_user_attr("failure_reason", None)
+            trial.set_user_attr("interrupted", False)
+            epoch = _last_epoch(run_dir)
+            trial.set_user_attr("resumed_from_epoch", epoch)
+            if self.verbose:
+                console.print(f"trial {trial.number}: retry of trial {history[-1]}, resuming {run_dir} after epoch {epoch}")
+        elif run_dir.exists():
+            shutil.rmtree(run_dir)  # leftovers of an older study of the same name: trial numbers restart at 0
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        if ft.user_attrs.get("baseline"):
+            trial.study.set_user_attr("baseline_trial", trial.number)
+
+    def _score(self, trial: optuna.Trial, cfg: Any, run: TrainState, tracker: Optional[Callback]
+               ) -> tuple[list[float], dict[str, Any]]:
+        spec = self.spec
+        rows: list[dict[str, Any]] = []
+        best: Optional[dict[str, Any]] = None
+        best_omega = cfg.sample.omega
+        if spec.guidance is not None:
+            from ddpm.checkpoint import load_model
+            from ddpm.evaluation import evaluate_guidance
+
+            g = spec.guidance
+            model, _, _ = load_model(run.run_dir, run.device)
+            rows = evaluate_guidance(model, cfg, omegas=g.omegas, n=g.n, sampler=g.sampler, steps=g.steps,
+                                     eta=g.eta, device=run.device, out_dir=run.run_dir, seed=g.seed)
+            rows = [_plain(r) for r in rows]
+            best = best_guidance_row(rows, OBJECTIVE_METRICS[g.select or "fid"])
+            best_omega = float(best["omega"])
+            trial.set_user_attr("guidance", rows)
+            if tracker is not None:
+                tracker.log_guidance(rows, run.run_dir)  # type: ignore[attr-defined]
+        trial.set_user_attr("best_omega", best_omega)
+        resolved = cfg.to_dict()
+        set_dotted(resolved, "sample.omega", best_omega)
+        if spec.guidance is not None:
+            for key, value in (("sample.sampler", spec.guidance.sampler), ("sample.steps", spec.guidance.steps),
+                               ("sample.eta", spec.guidance.eta)):
+                set_dotted(resolved, key, value)
+        trial.set_user_attr("config", resolved)
+        values = [m.value(best, run.history) for m, _ in spec.objectives]
+        for (m, _), v in zip(spec.objectives, values):
+            if not math.isfinite(v):
+                raise ValueError(f"objective {m.name} is {v} (at omega {best_omega})")
+        summary = {f"objective/{m.name}": v for (m, _), v in zip(spec.objectives, values)}
+        summary["best_omega"] = best_omega
+        return values, summary
+
+
+def _last_epoch(run_dir: Path) -> int:
+    from ddpm.io import read_jsonl
+
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    return int(rows[-1]["epoch"]) if rows else 0
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe copy of a guidance row (Optuna stores user attrs as JSON)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        elif isinstance(v, Path):
+            v = str(v)
+        out[k] = v
+    return out

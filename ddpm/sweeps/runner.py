@@ -1,0 +1,211 @@
+"""Run a study: create or resume it, then work through trials in one or several worker processes.
+
+Budget: ``n_trials`` counts every trial of the study (complete, pruned, failed, running, waiting),
+except failed trials that were retried (the retry takes their place), so a rerun after Ctrl-C runs
+only what is left. Several workers check the budget before each trial; like Optuna's own
+``MaxTrialsCallback``, two workers that start at the same instant may overshoot it by one.
+When the budget is used up a worker waits for trials still running elsewhere, failing and retrying
+those whose heartbeat stopped, so the study ends with no trial lost.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from ddpm.errors import ConfigError
+from ddpm.progress import console
+from ddpm.sweeps.objective import SweepObjective
+from ddpm.sweeps.pruners import make_pruner
+from ddpm.sweeps.samplers import make_sampler
+from ddpm.sweeps.spec import SweepSpec
+from ddpm.sweeps.storage import Heartbeat, default_storage_url, open_storage, redact_url, uses_heartbeat
+
+STORAGE_ENV = "DDPM_SWEEP_STORAGE"  # how `ddpm sweep --workers N` hands the URL to its workers (not argv: ps shows argv)
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def storage_url(spec: SweepSpec) -> str:
+    return spec.storage or default_storage_url(spec.out_dir, spec.study)
+
+
+def _heartbeat(spec: SweepSpec, url: str) -> Optional[Heartbeat]:
+    if not uses_heartbeat(url):
+        return None
+    h = spec.heartbeat
+    return Heartbeat(h.interval, h.grace_period, h.max_retry)
+
+
+def redacted_spec(spec: SweepSpec) -> dict[str, Any]:
+    raw = copy.deepcopy(spec.raw)
+    if isinstance(raw.get("storage"), str):
+        raw["storage"] = redact_url(raw["storage"])
+    return raw
+
+
+def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True) -> optuna.Study:
+    """The sweep's study in its storage: created (with its attributes and enqueued trials) if new."""
+    url = url or storage_url(spec)
+    storage = open_storage(url, _heartbeat(spec, url))
+    sampler = make_sampler(spec.sampler, spec.sampler_kwargs, spec.space, len(spec.objectives))
+    pruner = make_pruner(spec.pruner, spec.pruner_kwargs)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if spec.study in existing:
+        have = [d.name.lower() for d in existing[spec.study].directions]
+        if have != spec.directions:
+            raise ConfigError(f"{spec.path}: study {spec.study!r} already exists in {redact_url(url)} with directions "
+                              f"{have}, the sweep file asks {spec.directions}; rename the study")
+    elif not create:
+        raise ConfigError(f"study {spec.study!r} is not in {redact_url(url)}; start it with `ddpm sweep {spec.path}`")
+    study = optuna.create_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner,
+                                directions=spec.directions, load_if_exists=True)
+    if "spec" not in study.user_attrs:
+        study.set_user_attr("spec", redacted_spec(spec))
+        study.set_user_attr("objectives", spec.objective_summary())
+        study.set_user_attr("base_experiment", str(spec.base))
+        study.set_user_attr("sweep_file", str(spec.path))
+        if spec.enqueue_baseline:
+            study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
+            waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                       if t.user_attrs.get("baseline")]
+            if waiting:
+                study.set_user_attr("baseline_trial", waiting[0].number)
+        for params in spec.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+    return study
+
+
+@dataclass
+class Budget:
+    live: int           # trials that count toward n_trials
+    waiting: int
+    running: int
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> "Budget":
+        trials = study.get_trials(deepcopy=False)
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+        live = [t for t in trials if t.number not in retried]
+        return cls(len(live), sum(t.state == TrialState.WAITING for t in live),
+                   sum(t.state == TrialState.RUNNING for t in live))
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Queue a retry (same params, resumes from its checkpoint) of each trial stopped by Ctrl-C."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=None, inherit_intermediate_values=True)
+    out = []
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in retried:
+            retry(study, copy.deepcopy(t))
+            out.append(t.number)
+    return out
+
+
+def _report_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+    params = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items())
+    dur = t.user_attrs.get("duration_s")
+    took = f"  {dur:.0f}s" if isinstance(dur, (int, float)) else ""
+    if t.state == TrialState.COMPLETE:
+        names = [o["metric"] for o in study.user_attrs.get("objectives", [])] or ["value"] * len(t.values)
+        vals = "  ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
+        console.print(f"[green]trial {t.number} complete[/]  {vals}  omega={t.user_attrs.get('best_omega')}  "
+                      f"({params}){took}")
+    elif t.state == TrialState.PRUNED:
+        console.print(f"[yellow]trial {t.number} pruned[/]  {t.user_attrs.get('failure_reason', '')}  ({params}){took}")
+    else:
+        console.print(f"[red]trial {t.number} {t.state.name.lower()}[/]  {t.user_attrs.get('failure_reason', '')}  "
+                      f"({params}){took}")
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[int] = None,
+               timeout: Optional[float] = None, verbose: bool = True) -> int:
+    """Run trials of the study until its budget is used up (or ``timeout`` s pass); returns trials run here."""
+    url = url or storage_url(spec)
+    n_trials = n_trials if n_trials is not None else spec.n_trials
+    timeout = timeout if timeout is not None else spec.timeout
+    study = load_study(spec, url)
+    objective = SweepObjective(spec, verbose=verbose)
+    heartbeat = _heartbeat(spec, url)
+    start, ran = time.monotonic(), 0
+    while True:
+        if timeout is not None and time.monotonic() - start >= timeout:
+            break
+        b = Budget.of(study)
+        if b.waiting or n_trials is None or b.live < n_trials:
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_report_trial])
+            ran += 1
+            continue
+        if b.running and heartbeat is not None:
+            # the budget is spent but trials run elsewhere: wait, and retry any whose worker died
+            time.sleep(heartbeat.interval)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            continue
+        break
+    return ran
+
+
+def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_trials: Optional[int] = None,
+              timeout: Optional[float] = None, extra_worker_args: tuple[str, ...] = ()) -> optuna.Study:
+    """Create or resume the study, requeue interrupted trials, run ``workers`` processes until the budget is spent."""
+    url = url or storage_url(spec)
+    study = load_study(spec, url)
+    again = requeue_interrupted(study)
+    b = Budget.of(study)
+    console.print(f"study [bold]{spec.study}[/] in {redact_url(url)}: {b.live} trial(s) so far, budget "
+                  f"{n_trials or spec.n_trials or '-'} trial(s)" + (f", {timeout or spec.timeout:.0f}s" if (timeout or spec.timeout) else "")
+                  + (f"; resuming interrupted trial(s) {again}" if again else ""))
+    if workers <= 1:
+        run_worker(spec, url, n_trials, timeout)
+    else:
+        _run_subprocess_workers(spec, url, workers, n_trials, timeout, extra_worker_args)
+    return study
+
+
+def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: Optional[int],
+                            timeout: Optional[float], extra: tuple[str, ...]) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    args = [sys.executable, "-m", "ddpm", "worker", str(spec.path), "--threads", str(threads), *extra]
+    if n_trials is not None:
+        args += ["--n-trials", str(n_trials)]
+    if timeout is not None:
+        args += ["--timeout", str(timeout)]
+    env = {**os.environ, STORAGE_ENV: url}
+    procs = [subprocess.Popen(args + ["--worker-id", str(i)], env=env) for i in range(workers)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:  # a terminal's Ctrl-C reaches them already; a signal sent to us alone does not
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    bad = [c for c in codes if c not in (0,)]
+    if bad:
+        console.print(f"[yellow]warning: {len(bad)} worker(s) exited with status {bad}; rerun the sweep to "
+                      f"finish any trial they left[/]")

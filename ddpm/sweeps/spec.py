@@ -1,0 +1,497 @@
+"""The sweep file (``sweeps/*.yaml``): schema, defaults and validation, one-line errors.
+
+A sweep names a study, a base experiment (``experiments/*.yaml``, relative to the sweep file), fixed
+overrides, a search space over dotted config keys, the guidance grid each trial is scored on, the
+objective(s), the Optuna sampler and pruner, and the budget (``n_trials`` and/or ``timeout``)::
+
+    study: quickstart
+    base: ../experiments/cpu-quick.yaml
+    overrides: {train.epochs: 3}
+    space:
+      diffusion.schedule: {type: categorical, choices: [linear, cosine]}
+      train.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+      diffusion.T: {type: int, low: 100, high: 400, step: 100}
+    guidance: {omegas: [0, 1, 2, 4], n: 200, sampler: ddim, steps: 50}
+    objectives: [{metric: fid, direction: minimize}]
+    sampler: {name: tpe, seed: 0}
+    pruner: {name: median, n_warmup_steps: 1}
+    prune_on: sample_fid
+    n_trials: 4
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ddpm.config import ExperimentConfig, config_from_dict, get_dotted, load_config, read_yaml
+from ddpm.errors import ConfigError
+from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, ObjectiveMetric, PruneMetric
+from ddpm.sweeps.pruners import PRUNERS, check_pruner_kwargs
+from ddpm.sweeps.samplers import SAMPLERS, check_sampler_kwargs
+
+TOP_KEYS = ("study", "description", "base", "overrides", "space", "guidance", "objectives", "sampler",
+            "pruner", "prune_on", "n_trials", "timeout", "enqueue_baseline", "enqueue", "storage",
+            "heartbeat", "out_dir", "report")
+DIRECTIONS = ("minimize", "maximize")
+
+
+def _unknown(where: str, key: Any, allowed: tuple[str, ...] | list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), list(allowed), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+    return ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str, integer: bool = False) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise ConfigError(f"{where} = {value!r}: expected {'an integer' if integer else 'a number'}")
+    return int(value) if integer else float(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# search space
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched key: float (optionally log or stepped), int (optionally stepped or log), categorical."""
+    type: str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    step: Optional[float] = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        if self.type == "float":
+            return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+        if self.type == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_categorical(name, list(self.choices))
+
+    def finite_values(self) -> Optional[list[Any]]:
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int" and not self.log:
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.type == "float" and self.step is not None and not self.log:
+            n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+            return [self.low + i * self.step for i in range(n + 1)]
+        return None
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return self.low <= value <= self.high
+
+    def describe(self) -> str:
+        if self.type == "categorical":
+            return f"choices {list(self.choices)}"
+        extra = " log" if self.log else (f" step {self.step:g}" if self.step else "")
+        return f"{self.type} {self.low:g}..{self.high:g}{extra}"
+
+
+DIST_KEYS = {"float": ("type", "low", "high", "step", "log"), "int": ("type", "low", "high", "step", "log"),
+             "categorical": ("type", "choices")}
+
+
+def parse_distribution(value: Any, where: str) -> Distribution:
+    if isinstance(value, list):  # shorthand: a list is a categorical
+        value = {"type": "categorical", "choices": value}
+    d = _mapping(value, where)
+    kind = d.get("type")
+    if kind not in DIST_KEYS:
+        raise ConfigError(f"{where}.type = {kind!r}: must be one of {', '.join(DIST_KEYS)}")
+    for k in d:
+        if k not in DIST_KEYS[kind]:
+            raise _unknown(where, k, DIST_KEYS[kind])
+    if kind == "categorical":
+        choices = d.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}.choices = {choices!r}: must be a non-empty list")
+        for c in choices:
+            if c is not None and not isinstance(c, (bool, int, float, str)):
+                raise ConfigError(f"{where}.choices: {c!r} is not a scalar (number, string, bool or null)")
+        if len(set(map(repr, choices))) != len(choices):
+            raise ConfigError(f"{where}.choices = {choices!r}: has duplicates")
+        return Distribution("categorical", choices=tuple(choices))
+    integer = kind == "int"
+    for k in ("low", "high"):
+        if k not in d:
+            raise ConfigError(f"{where}: {kind} needs '{k}'")
+    low = _number(d["low"], f"{where}.low", integer)
+    high = _number(d["high"], f"{where}.high", integer)
+    if low > high:
+        raise ConfigError(f"{where}: low ({low}) must be <= high ({high})")
+    log = d.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log = {log!r}: expected true or false")
+    step = d.get("step")
+    if step is not None:
+        step = _number(step, f"{where}.step", integer)
+        if step <= 0:
+            raise ConfigError(f"{where}.step = {step}: must be > 0")
+        if log:
+            raise ConfigError(f"{where}: step and log cannot be combined (Optuna samples either a grid or a log scale)")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: log scale needs low > 0 (got {low})")
+    return Distribution(kind, low, high, step, log)
+
+
+# ----------------------------------------------------------------------------------------------
+# the sweep
+
+
+@dataclass
+class GuidanceSpec:
+    omegas: list[float]
+    n: int = 200                        # images per omega (n/num_classes per digit)
+    sampler: str = "ddim"
+    steps: Optional[int] = 50
+    eta: float = 0.0
+    select: Optional[str] = None        # metric choosing the best omega (default: the first guidance objective)
+    seed: int = 0
+
+
+@dataclass
+class PruneSpec:
+    metric: str = "sample_fid"
+    n: int = 100                        # images per epoch for a sample metric
+    steps: int = 20                     # sampler steps for a sample metric
+
+
+@dataclass
+class HeartbeatSpec:
+    interval: int = 10                  # seconds between a running trial's heartbeats (RDB storages)
+    grace_period: int = 30              # a trial silent for this long is failed and retried
+    max_retry: int = 2
+
+
+@dataclass
+class SweepSpec:
+    study: str
+    path: Path                          # the sweep file
+    base: Path                          # the base experiment, resolved
+    space: dict[str, Distribution]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    guidance: Optional[GuidanceSpec] = None
+    objectives: list[tuple[ObjectiveMetric, str]] = field(default_factory=list)
+    sampler: str = "tpe"
+    sampler_kwargs: dict[str, Any] = field(default_factory=dict)
+    pruner: str = "none"
+    pruner_kwargs: dict[str, Any] = field(default_factory=dict)
+    prune: Optional[PruneSpec] = None
+    n_trials: Optional[int] = None
+    timeout: Optional[float] = None
+    enqueue_baseline: bool = False
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+    storage: Optional[str] = None
+    heartbeat: HeartbeatSpec = field(default_factory=HeartbeatSpec)
+    out_dir: str = "runs"
+    report: bool = False
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def directions(self) -> list[str]:
+        return [d for _, d in self.objectives]
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.out_dir) / self.study
+
+    def base_config(self, extra: Optional[dict[str, Any]] = None) -> ExperimentConfig:
+        """The base experiment with the sweep's overrides (and ``extra`` dotted keys) applied."""
+        return load_config(self.base, extra={**self.overrides, **(extra or {})})
+
+    def baseline_params(self) -> dict[str, Any]:
+        """The base experiment's own value of every searched key (the baseline trial)."""
+        cfg = self.base_config().to_dict()
+        return {k: get_dotted(cfg, k) for k in self.space}
+
+    def grid_size(self) -> Optional[int]:
+        if self.sampler != "grid":
+            return None
+        n = 1
+        for d in self.space.values():
+            n *= len(d.finite_values() or [])
+        return n
+
+    def objective_summary(self) -> list[dict[str, str]]:
+        return [{"metric": m.name, "direction": d} for m, d in self.objectives]
+
+
+def _config_keys() -> dict[str, Any]:
+    return ExperimentConfig().to_dict()
+
+
+def _check_config_key(key: str, where: str) -> None:
+    defaults = _config_keys()
+    node: Any = defaults
+    parts = key.split(".")
+    for i, p in enumerate(parts):
+        if not isinstance(node, dict) or p not in node:
+            siblings = list(node) if isinstance(node, dict) else []
+            prefix = ".".join(parts[:i])
+            options = [f"{prefix}.{s}" if prefix else s for s in siblings]
+            close = difflib.get_close_matches(key, options, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: '{key}' is not a config key{hint}")
+        node = node[p]
+    if isinstance(node, dict):
+        raise ConfigError(f"{where}: '{key}' is a config section, not a key; search one of its keys "
+                          f"({', '.join(f'{key}.{k}' for k in node)})")
+    if key in ("name", "out_dir"):
+        raise ConfigError(f"{where}: '{key}' is set by the sweep (runs/<study>/trial-<n>) and cannot be searched")
+
+
+def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
+    """Read and validate a sweep file; ``storage`` (the --storage flag) overrides the file's."""
+    path = Path(path)
+    raw = read_yaml(path)
+    src = str(path)
+    for k in raw:
+        if k not in TOP_KEYS:
+            raise _unknown(src, k, TOP_KEYS)
+    study = raw.get("study")
+    if not isinstance(study, str) or not study or "/" in study or study in (".", ".."):
+        raise ConfigError(f"{src}: study = {study!r}: must be a non-empty name without '/'")
+    if "base" not in raw or not isinstance(raw["base"], str):
+        raise ConfigError(f"{src}: base = {raw.get('base')!r}: must name an experiment file, e.g. ../experiments/cpu-quick.yaml")
+    base = (path.parent / raw["base"]).resolve()
+    if not base.is_file():
+        raise ConfigError(f"{src}: base = {raw['base']!r}: no such file ({base})")
+
+    overrides = _mapping(raw.get("overrides"), f"{src}: overrides")
+    for k in overrides:
+        _check_config_key(str(k), f"{src}: overrides")
+    space_raw = _mapping(raw.get("space"), f"{src}: space")
+    if not space_raw:
+        raise ConfigError(f"{src}: space is empty; search at least one config key, e.g. "
+                          f"train.lr: {{type: float, low: 1.0e-4, high: 3.0e-3, log: true}}")
+    space: dict[str, Distribution] = {}
+    for k, v in space_raw.items():
+        _check_config_key(str(k), f"{src}: space")
+        space[str(k)] = parse_distribution(v, f"{src}: space.{k}")
+
+    spec = SweepSpec(study=study, path=path, base=base, space=space, overrides=dict(overrides))
+    spec.description = str(raw.get("description") or "")
+
+    # the base + overrides must be a valid config before any trial runs
+    spec.base_config()
+
+    # guidance grid (null: no grid; objectives must then come from the history)
+    g = raw.get("guidance", {"omegas": [0.0, 0.5, 1.0, 2.0, 4.0]})
+    if g is not None:
+        gd = _mapping(g, f"{src}: guidance")
+        allowed = tuple(GuidanceSpec.__dataclass_fields__)
+        for k in gd:
+            if k not in allowed:
+                raise _unknown(f"{src}: guidance", k, allowed)
+        omegas = gd.get("omegas", [0.0, 0.5, 1.0, 2.0, 4.0])
+        if not isinstance(omegas, list) or not omegas:
+            raise ConfigError(f"{src}: guidance.omegas = {omegas!r}: must be a non-empty list of numbers")
+        omegas = [_number(w, f"{src}: guidance.omegas") for w in omegas]
+        if any(w < 0 for w in omegas):
+            raise ConfigError(f"{src}: guidance.omegas = {omegas}: guidance weights must be >= 0")
+        gs = GuidanceSpec(omegas=omegas)
+        if "n" in gd:
+            gs.n = int(_number(gd["n"], f"{src}: guidance.n", True))
+            if gs.n < 1:
+                raise ConfigError(f"{src}: guidance.n = {gs.n}: must be >= 1")
+        from ddpm.samplers import SAMPLERS as IMAGE_SAMPLERS
+        gs.sampler = str(gd.get("sampler", gs.sampler))
+        if gs.sampler not in IMAGE_SAMPLERS:
+            raise ConfigError(f"{src}: guidance.sampler = {gs.sampler!r}: unknown; valid: {', '.join(sorted(IMAGE_SAMPLERS))}")
+        if "steps" in gd:
+            gs.steps = None if gd["steps"] is None else int(_number(gd["steps"], f"{src}: guidance.steps", True))
+        if "eta" in gd:
+            gs.eta = float(_number(gd["eta"], f"{src}: guidance.eta"))
+        if "seed" in gd:
+            gs.seed = int(_number(gd["seed"], f"{src}: guidance.seed", True))
+        gs.select = gd.get("select")
+        spec.guidance = gs
+
+    # objectives
+    objs = raw.get("objectives", [{"metric": "fid" if spec.guidance else "test_loss"}])
+    if isinstance(objs, (str, dict)):
+        objs = [objs]
+    if not isinstance(objs, list) or not objs:
+        raise ConfigError(f"{src}: objectives must be a non-empty list like [{{metric: fid, direction: minimize}}]")
+    for i, o in enumerate(objs):
+        where = f"{src}: objectives[{i}]"
+        od = {"metric": o} if isinstance(o, str) else _mapping(o, where)
+        for k in od:
+            if k not in ("metric", "direction"):
+                raise _unknown(where, k, ("metric", "direction"))
+        name = od.get("metric")
+        if name not in OBJECTIVE_METRICS:
+            raise ConfigError(f"{where}.metric = {name!r}: unknown; valid: {', '.join(OBJECTIVE_METRICS)}")
+        metric = OBJECTIVE_METRICS[name]
+        direction = od.get("direction", metric.direction)
+        if direction not in DIRECTIONS:
+            raise ConfigError(f"{where}.direction = {direction!r}: must be minimize or maximize")
+        if metric.needs_guidance and spec.guidance is None:
+            raise ConfigError(f"{where}.metric = {name!r} is read from the guidance grid, but guidance is null")
+        if any(m.name == name for m, _ in spec.objectives):
+            raise ConfigError(f"{where}.metric = {name!r}: listed twice")
+        spec.objectives.append((metric, direction))
+    if spec.guidance is not None:
+        sel = spec.guidance.select
+        if sel is None:
+            sel = next((m.name for m, _ in spec.objectives if m.needs_guidance), "fid")
+        if sel not in OBJECTIVE_METRICS or not OBJECTIVE_METRICS[sel].needs_guidance:
+            valid = [m for m, v in OBJECTIVE_METRICS.items() if v.needs_guidance]
+            raise ConfigError(f"{src}: guidance.select = {sel!r}: must be a guidance metric ({', '.join(valid)})")
+        spec.guidance.select = sel
+
+    # sampler and pruner
+    s = raw.get("sampler", {"name": "tpe", "seed": 0})
+    sd = {"name": s} if isinstance(s, str) else dict(_mapping(s, f"{src}: sampler"))
+    spec.sampler = str(sd.pop("name", "tpe"))
+    if spec.sampler not in SAMPLERS:
+        raise ConfigError(f"{src}: sampler.name = {spec.sampler!r}: unknown; valid: {', '.join(sorted(SAMPLERS))}")
+    check_sampler_kwargs(spec.sampler, sd, f"{src}: sampler")
+    spec.sampler_kwargs = sd
+    if spec.sampler == "grid":
+        from ddpm.sweeps.samplers import grid_values
+        try:
+            grid_values(space)
+        except ConfigError as e:
+            raise ConfigError(f"{src}: {e}") from None
+    p = raw.get("pruner", {"name": "none"})
+    pd = {"name": p} if isinstance(p, str) else dict(_mapping(p, f"{src}: pruner"))
+    spec.pruner = str(pd.pop("name", "none"))
+    if spec.pruner not in PRUNERS:
+        raise ConfigError(f"{src}: pruner.name = {spec.pruner!r}: unknown; valid: {', '.join(sorted(PRUNERS))}")
+    check_pruner_kwargs(spec.pruner, pd, f"{src}: pruner")
+    spec.pruner_kwargs = pd
+    if spec.pruner != "none" and len(spec.objectives) > 1:
+        raise ConfigError(f"{src}: pruner = {spec.pruner!r} with {len(spec.objectives)} objectives: Optuna prunes "
+                          f"single-objective studies only; use pruner: none")
+    if spec.pruner != "none" or raw.get("prune_on") is not None:
+        spec.prune = _parse_prune(raw.get("prune_on"), spec, src)
+
+    # budget
+    n_trials = raw.get("n_trials")
+    if n_trials is not None:
+        n_trials = int(_number(n_trials, f"{src}: n_trials", True))
+        if n_trials < 1:
+            raise ConfigError(f"{src}: n_trials = {n_trials}: must be >= 1 or null")
+    timeout = raw.get("timeout")
+    if timeout is not None:
+        timeout = float(_number(timeout, f"{src}: timeout"))
+        if timeout <= 0:
+            raise ConfigError(f"{src}: timeout = {timeout}: seconds, must be > 0 or null")
+    if n_trials is None and spec.sampler == "grid":
+        n_trials = spec.grid_size()
+    if n_trials is None and timeout is None:
+        raise ConfigError(f"{src}: set n_trials or timeout (seconds): a study needs an end")
+    spec.n_trials, spec.timeout = n_trials, timeout
+
+    # enqueued trials
+    eb = raw.get("enqueue_baseline", False)
+    if not isinstance(eb, bool):
+        raise ConfigError(f"{src}: enqueue_baseline = {eb!r}: expected true or false")
+    spec.enqueue_baseline = eb
+    if eb:
+        for k, v in spec.baseline_params().items():
+            if not space[k].contains(v):
+                raise ConfigError(f"{src}: enqueue_baseline: the base's {k} = {v!r} is outside the space "
+                                  f"({space[k].describe()}); widen the space or set enqueue_baseline: false")
+    enq = raw.get("enqueue") or []
+    if not isinstance(enq, list):
+        raise ConfigError(f"{src}: enqueue must be a list of {{key: value}} mappings of searched keys")
+    for i, e in enumerate(enq):
+        ed = _mapping(e, f"{src}: enqueue[{i}]")
+        for k, v in ed.items():
+            if k not in space:
+                raise _unknown(f"{src}: enqueue[{i}]", k, list(space))
+            if not space[k].contains(v):
+                raise ConfigError(f"{src}: enqueue[{i}].{k} = {v!r}: outside the space ({space[k].describe()})")
+        spec.enqueue.append(dict(ed))
+
+    st = raw.get("storage")
+    if st is not None and not isinstance(st, str):
+        raise ConfigError(f"{src}: storage = {st!r}: must be a URL string or null")
+    spec.storage = storage if storage is not None else st
+
+    hb = _mapping(raw.get("heartbeat"), f"{src}: heartbeat")
+    for k, v in hb.items():
+        if k not in HeartbeatSpec.__dataclass_fields__:
+            raise _unknown(f"{src}: heartbeat", k, tuple(HeartbeatSpec.__dataclass_fields__))
+        value = int(_number(v, f"{src}: heartbeat.{k}", True))
+        if value < (0 if k == "max_retry" else 1):
+            raise ConfigError(f"{src}: heartbeat.{k} = {value}: too small")
+        setattr(spec.heartbeat, k, value)
+    if spec.heartbeat.grace_period <= spec.heartbeat.interval:
+        raise ConfigError(f"{src}: heartbeat.grace_period ({spec.heartbeat.grace_period}) must exceed "
+                          f"heartbeat.interval ({spec.heartbeat.interval})")
+
+    out_dir = raw.get("out_dir", "runs")
+    if not isinstance(out_dir, str) or not out_dir:
+        raise ConfigError(f"{src}: out_dir = {out_dir!r}: must be a folder")
+    spec.out_dir = out_dir
+    rep = raw.get("report", False)
+    if not isinstance(rep, bool):
+        raise ConfigError(f"{src}: report = {rep!r}: expected true or false")
+    spec.report = rep
+    spec.raw = copy.deepcopy(raw)
+    return spec
+
+
+def _parse_prune(value: Any, spec: SweepSpec, src: str) -> PruneSpec:
+    direction = spec.directions[0]
+    if value is None:
+        default = "sample_fid" if direction == "minimize" else "sample_accuracy"
+        value = default if spec.guidance is not None else "test_loss"
+    pd = {"metric": value} if isinstance(value, str) else _mapping(value, f"{src}: prune_on")
+    allowed = tuple(PruneSpec.__dataclass_fields__)
+    for k in pd:
+        if k not in allowed:
+            raise _unknown(f"{src}: prune_on", k, allowed)
+    ps = PruneSpec()
+    name = pd.get("metric", ps.metric)
+    if name not in PRUNE_METRICS:
+        raise ConfigError(f"{src}: prune_on = {name!r}: unknown; valid: {', '.join(PRUNE_METRICS)}")
+    metric: PruneMetric = PRUNE_METRICS[name]
+    if metric.direction != direction:
+        same = [m for m, v in PRUNE_METRICS.items() if v.direction == direction]
+        raise ConfigError(f"{src}: prune_on = {name!r} improves by {metric.direction.replace('ize', 'ing')} but the "
+                          f"study's objective is to {direction}; use one of {', '.join(same)}")
+    ps.metric = name
+    for k in ("n", "steps"):
+        if k in pd:
+            v = int(_number(pd[k], f"{src}: prune_on.{k}", True))
+            if v < 1:
+                raise ConfigError(f"{src}: prune_on.{k} = {v}: must be >= 1")
+            setattr(ps, k, v)
+    return ps
+
+
+def trial_config(spec: SweepSpec, params: dict[str, Any], trial_name: str) -> ExperimentConfig:
+    """The resolved config of one trial: base + overrides + params, run folder runs/<study>/<trial_name>."""
+    cfg = spec.base_config({**params, "name": trial_name, "out_dir": str(spec.study_dir)})
+    return cfg
+
+
+def config_with(cfg: ExperimentConfig, dotted: dict[str, Any]) -> ExperimentConfig:
+    from ddpm.config import set_dotted
+
+    data = cfg.to_dict()
+    for k, v in dotted.items():
+        set_dotted(data, k, v)
+    return config_from_dict(data)

@@ -1,0 +1,152 @@
+"""Where a study lives: storage URLs -> Optuna storages (a registry by URL scheme).
+
+- ``sqlite:///path.db`` (the default, ``runs/<study>/study.db``): embedded, nothing to start. Several
+  local workers share it safely: every connection waits up to 60 s for SQLite's write lock instead of
+  failing with "database is locked", and trials write a handful of rows per epoch.
+- ``postgresql://user:password@host:5432/db``: for workers on several machines (driver: psycopg 3).
+- ``journal:///abs/path.log`` or ``journal:relative/path.log``: Optuna's append-only journal file
+  (``JournalStorage`` + ``JournalFileBackend``), safe for concurrent local writers; no heartbeats.
+
+SQLite and PostgreSQL are RDB storages: a running trial sends a heartbeat every
+``heartbeat.interval`` seconds; one silent for ``heartbeat.grace_period`` (its worker died) is marked
+failed and re-queued by ``RetryHeartbeatStaleTrialCallback``; the retry resumes from its checkpoint.
+A URL's password is never printed or stored: see :func:`redact_url`.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import optuna
+from optuna.storages import BaseStorage
+
+from ddpm.errors import DDPMError
+
+
+class StorageError(DDPMError):
+    """A storage URL is malformed or its server cannot be reached."""
+
+
+try:  # the shared redaction helper (ddpm/redact.py) when present
+    from ddpm.redact import redact_url as _shared_redact  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on what else is installed
+    _shared_redact = None
+
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; anything else unchanged."""
+    if _shared_redact is not None:
+        return _shared_redact(url)
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    interval: int = 10
+    grace_period: int = 30
+    max_retry: int = 2
+
+
+StorageOpener = Callable[[str, Optional[Heartbeat]], BaseStorage]
+STORAGES: dict[str, StorageOpener] = {}
+
+
+def register_storage(scheme: str) -> Callable[[StorageOpener], StorageOpener]:
+    def deco(fn: StorageOpener) -> StorageOpener:
+        STORAGES[scheme] = fn
+        return fn
+    return deco
+
+
+def default_storage_url(out_dir: str | Path, study: str) -> str:
+    return f"sqlite:///{Path(out_dir) / study / 'study.db'}"
+
+
+def scheme_of(url: str) -> str:
+    head = url.split(":", 1)[0].lower() if ":" in url else ""
+    return head.split("+", 1)[0]
+
+
+def uses_heartbeat(url: str) -> bool:
+    return scheme_of(url) in ("sqlite", "postgresql")
+
+
+def _rdb(url: str, engine_kwargs: dict, heartbeat: Optional[Heartbeat]) -> BaseStorage:
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    kwargs: dict = {}
+    if heartbeat is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=heartbeat.max_retry, inherit_intermediate_values=True)
+        kwargs = dict(heartbeat_interval=heartbeat.interval, grace_period=heartbeat.grace_period,
+                      heartbeat_stale_trial_callback=retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+
+
+@register_storage("sqlite")
+def _sqlite(url: str, heartbeat: Optional[Heartbeat]) -> BaseStorage:
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path:
+        raise StorageError(f"storage {url!r}: a SQLite URL looks like sqlite:///runs/study.db (three slashes)")
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # wait for the write lock (seconds) rather than failing when several workers write at once
+    return _rdb(url, {"connect_args": {"timeout": 60}}, heartbeat)
+
+
+@register_storage("postgresql")
+def _postgresql(url: str, heartbeat: Optional[Heartbeat]) -> BaseStorage:
+    driver_url = re.sub(r"^postgres(ql)?(\+[a-z0-9]+)?://", "postgresql+psycopg://", url)
+    return _rdb(driver_url, {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}, heartbeat)
+
+
+register_storage("postgres")(_postgresql)
+
+
+@register_storage("journal")
+def _journal(url: str, heartbeat: Optional[Heartbeat]) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = url.split(":", 1)[1]
+    if path.startswith("//"):
+        path = path[2:]  # journal:///abs -> /abs, journal://rel -> rel
+    if not path:
+        raise StorageError(f"storage {url!r}: a journal URL looks like journal:runs/study.log or journal:///abs/path.log")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(path))
+
+
+def open_storage(url: str, heartbeat: Optional[Heartbeat] = None) -> BaseStorage:
+    """An Optuna storage for ``url``, connected (raises StorageError with the redacted URL if not)."""
+    scheme = scheme_of(url)
+    if scheme not in STORAGES:
+        raise StorageError(f"storage {redact_url(url)!r}: unknown scheme {scheme or '(none)'!r}; "
+                           f"valid: sqlite:///path.db, postgresql://user:pw@host/db, journal:path.log")
+    try:
+        return STORAGES[scheme](url, heartbeat)
+    except StorageError:
+        raise
+    except Exception as e:  # sqlalchemy OperationalError, psycopg errors, OSError, ...
+        raise StorageError(f"storage {redact_url(url)!r} is unreachable: {_first_line(e, url)}") from None
+
+
+def _first_line(e: BaseException, url: str) -> str:
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    pw = _password(url)
+    if pw:
+        line = line.replace(pw, "***")
+    return f"{type(e).__name__}: {line}"[:300]
+
+
+def _password(url: str) -> Optional[str]:
+    m = _PASSWORD.search(url)
+    return m["pw"] if m and m["pw"] else None
