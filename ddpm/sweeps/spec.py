@@ -291,7 +291,10 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
     spec.description = str(raw.get("description") or "")
 
     # the base + overrides must be a valid config before any trial runs
-    spec.base_config()
+    try:
+        spec.base_config()
+    except ConfigError as e:
+        raise ConfigError(f"{src}: base + overrides: {e}") from None
 
     # guidance grid (null: no grid; objectives must then come from the history)
     g = raw.get("guidance", {"omegas": [0.0, 0.5, 1.0, 2.0, 4.0]})
@@ -470,7 +473,7 @@ def _parse_prune(value: Any, spec: SweepSpec, src: str) -> PruneSpec:
     metric: PruneMetric = PRUNE_METRICS[name]
     if metric.direction != direction:
         same = [m for m, v in PRUNE_METRICS.items() if v.direction == direction]
-        raise ConfigError(f"{src}: prune_on = {name!r} improves by {metric.direction.replace('ize', 'ing')} but the "
+        raise ConfigError(f"{src}: prune_on = {name!r} is better {'lower' if metric.direction == 'minimize' else 'higher'} but the "
                           f"study's objective is to {direction}; use one of {', '.join(same)}")
     ps.metric = name
     for k in ("n", "steps"):
