@@ -1,0 +1,264 @@
+"""Weights & Biases backend: one W&B run per training run or sweep trial, ``epoch`` as the step metric.
+
+Per epoch: train/test noise loss, lr, throughput, any extra record key (e.g. the sweep's quick sample
+metric) and the epoch's 10x10 grid as an image. After training: summary (best test loss, final state) and,
+for sweeps, the guidance table. Tracking never stops training: the first W&B error prints one warning and
+turns this tracker into a no-op; ``train()`` still writes metrics.jsonl and the grids.
+"""
+from __future__ import annotations
+
+import math
+import netrc
+import os
+import threading
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+from ddpm.progress import console
+from ddpm.redact import redact
+from ddpm.tracking.base import RunSpec, Tracker, register_tracker
+from ddpm.train import TrainState
+
+# metrics.jsonl record key -> W&B history key (the "<section>/" prefix makes a dashboard section)
+RECORD_KEYS: dict[str, str] = {
+    "train_loss": "train/noise_loss",
+    "test_loss": "test/noise_loss",
+    "lr": "train/lr",
+    "images_per_s": "train/images_per_s",
+    "seconds": "train/epoch_seconds",
+}
+GRID_KEY = "samples/grid"
+GUIDANCE_COLUMNS = ("omega", "fid", "floor", "accuracy", "diversity", "seconds", "grid")
+EXIT_CODE = {"complete": 0, "pruned": 0, "failed": 1, "interrupted": 255}
+
+_notice_lock = threading.Lock()
+_offline_notice_shown = False
+
+
+def has_credentials() -> bool:
+    """True when W&B can log in without asking: WANDB_API_KEY, or a netrc entry for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        auth = netrc.netrc(path).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(auth and auth[2])
+
+
+def resolve_mode(configured: str) -> str:
+    """online | offline | disabled. WANDB_MODE=disabled always wins (tests, CI); ``auto`` follows WANDB_MODE
+    when set, else goes online with credentials and offline without."""
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env == "disabled" or configured == "disabled":
+        return "disabled"
+    if configured in ("online", "offline"):
+        return configured
+    if env in ("online", "offline"):
+        return env
+    if env == "dryrun":
+        return "offline"
+    return "online" if has_credentials() else "offline"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def best_epoch(history: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    finite = [r for r in history if _is_number(r.get("test_loss"))]
+    return min(finite, key=lambda r: r["test_loss"]) if finite else None
+
+
+class WandbTracker(Tracker):
+    """Mirrors one run into W&B. Holds its own ``wandb.Run`` (``reinit="create_new"``), so sequential
+    trials and trials in threads never write into each other's run."""
+
+    def __init__(self, spec: RunSpec, finish_on_train_end: bool = True) -> None:
+        super().__init__(spec, finish_on_train_end)
+        self._run: Any = None
+        self._broken = False
+        self._last_epoch = 0
+        self._state: Optional[str] = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, run_dir: Path) -> None:
+        if self._run is not None or self._broken:
+            return
+        try:
+            import wandb
+
+            spec = self.spec
+            wb_dir = Path(spec.dir) if spec.dir is not None else Path(run_dir)
+            wb_dir.mkdir(parents=True, exist_ok=True)
+            settings = wandb.Settings(silent=True, console="off", save_code=False)
+            self._run = wandb.init(
+                project=spec.project, entity=spec.entity, group=spec.group, job_type=spec.job_type,
+                name=spec.name, tags=list(dict.fromkeys(t[:64] for t in spec.tags if t)),
+                config=redact(spec.config), dir=str(wb_dir), mode=spec.mode, reinit="create_new",
+                settings=settings)
+            self._run.define_metric("epoch")
+            self._run.define_metric("*", step_metric="epoch")
+            self._run.define_metric(RECORD_KEYS["test_loss"], step_metric="epoch", summary="min")
+            self._announce()
+        except Exception as e:
+            self._run = None
+            self._fail("start", e)
+
+    def _announce(self) -> None:
+        global _offline_notice_shown
+        if self.spec.mode == "online":
+            console.print(f"W&B run: {self._run.url}")
+            return
+        with _notice_lock:
+            if _offline_notice_shown:
+                return
+            _offline_notice_shown = True
+        sync_dir = Path(self._run.settings.sync_dir)
+        console.print(f"W&B offline: runs under {sync_dir.parent}/offline-run-*; "
+                      f"upload with `wandb sync {sync_dir}` (one folder per run)")
+
+    def finish(self, state: str = "complete", reason: Optional[str] = None) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        try:
+            run.summary["state"] = state
+            if reason:
+                run.summary["state_reason"] = redact(reason)[:1000]
+            if state != "complete":
+                run.tags = tuple(dict.fromkeys([*run.tags, state]))
+            run.finish(exit_code=EXIT_CODE.get(state, 1))
+        except Exception as e:
+            self._fail("finish", e)
+            try:
+                run.finish(exit_code=1)
+            except Exception:
+                pass
+
+    def _fail(self, what: str, e: Exception) -> None:
+        if not self._broken:
+            self._broken = True
+            console.print(f"[yellow]warning: W&B {what} failed ({type(e).__name__}: {e}); training goes on "
+                          f"without W&B for run '{self.spec.name}' (metrics.jsonl and grids are still written)[/]")
+        if self._run is not None:  # stop logging, but close the run so its process does not linger
+            run, self._run = self._run, None
+            try:
+                run.finish(exit_code=1)
+            except Exception:
+                pass
+
+    # -- training hooks ----------------------------------------------------------------------------
+
+    def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
+        if self._run is None:
+            return
+        try:
+            import wandb
+
+            epoch = int(record["epoch"])
+            data: dict[str, Any] = {"epoch": epoch}
+            for key, value in record.items():
+                if key in ("epoch", "grid"):
+                    continue
+                if _is_number(value):
+                    data[RECORD_KEYS.get(key, key)] = value
+            if record.get("grid"):
+                path = Path(run.run_dir) / record["grid"]
+                if path.is_file():
+                    data[GRID_KEY] = wandb.Image(str(path), caption=f"epoch {epoch}: row r = digit r, "
+                                                 f"omega={run.cfg.sample.omega}")
+            self._run.log(data)
+            self._last_epoch = max(self._last_epoch, epoch)
+        except Exception as e:
+            self._fail("log", e)
+
+    def on_train_end(self, run: TrainState, status: str, reason: Optional[str]) -> None:
+        if self._run is not None:
+            try:
+                summary: dict[str, Any] = {"epochs_completed": run.epoch, "state": status}
+                best = best_epoch(run.history)
+                if best is not None:
+                    summary["best/test_noise_loss"] = best["test_loss"]
+                    summary["best/epoch"] = best["epoch"]
+                if run.history:
+                    summary["final/train_noise_loss"] = run.history[-1]["train_loss"]
+                    summary["final/test_noise_loss"] = run.history[-1]["test_loss"]
+                if reason:
+                    summary["state_reason"] = redact(reason)[:1000]
+                self._run.summary.update(summary)
+                if self.spec.log_checkpoint and run.best_checkpoint.is_file():
+                    self._log_checkpoint(run)
+            except Exception as e:
+                self._fail("summary", e)
+        self._state = status
+        if self.finish_on_train_end:
+            self.finish(status, reason)
+
+    def _log_checkpoint(self, run: TrainState) -> None:
+        import wandb
+
+        art = wandb.Artifact(f"{self.spec.name}-best", type="model",
+                             metadata={"best_test_noise_loss": run.best_test_loss, "epoch": run.epoch})
+        art.add_file(str(run.best_checkpoint), name="best.pt")
+        self._run.log_artifact(art, aliases=["best"])
+
+    # -- after training ----------------------------------------------------------------------------
+
+    def log_guidance(self, rows: list[dict[str, Any]], out_dir: str | Path) -> None:
+        self.start(Path(out_dir))
+        if self._run is None or not rows:
+            return
+        try:
+            import wandb
+
+            rows = sorted(rows, key=lambda r: r["omega"])
+            table = wandb.Table(columns=list(GUIDANCE_COLUMNS))
+            for r in rows:
+                grid = Path(out_dir) / r["grid"] if r.get("grid") else None
+                image = wandb.Image(str(grid), caption=f"omega={r['omega']}") if grid and grid.is_file() else None
+                table.add_data(*[r.get(c) for c in GUIDANCE_COLUMNS[:-1]], image)
+            # two charts, not one: FID (tens) and accuracy (0..1) do not share a useful y scale
+            data: dict[str, Any] = {"guidance/table": table}
+            for metric in ("fid", "accuracy"):
+                pts = [(r["omega"], r[metric]) for r in rows if _is_number(r.get(metric))]
+                if pts:
+                    data[f"guidance/{metric}_vs_omega"] = wandb.plot.line(
+                        wandb.Table(data=[list(p) for p in pts], columns=["omega", metric]), "omega", metric,
+                        title=f"{metric} vs guidance weight omega")
+            if self._last_epoch:
+                data["epoch"] = self._last_epoch
+            self._run.log(data)
+        except Exception as e:
+            self._fail("log_guidance", e)
+
+    def log_summary(self, values: dict[str, Any]) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.summary.update(redact(values))
+        except Exception as e:
+            self._fail("log_summary", e)
+
+    @property
+    def url(self) -> Optional[str]:
+        return getattr(self._run, "url", None) if self._run is not None and self.spec.mode == "online" else None
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return getattr(self._run, "id", None)
+
+    @property
+    def sync_dir(self) -> Optional[Path]:
+        return Path(self._run.settings.sync_dir) if self._run is not None else None
+
+
+register_tracker("wandb")(WandbTracker)
