@@ -1,0 +1,3 @@
+from ddpm.cli import entry
+
+entry()

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny configs that train in seconds on 2 CPU cores."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("DDPM_PROGRESS", "0")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("WANDB_DISABLE_CODE", "true")
+
+TINY = {
+    "data.limit": 256, "data.test_limit": 128,
+    "model.num_feat": 8,
+    "diffusion.T": 20,
+    "train.epochs": 1, "train.batch_size": 64, "train.lr": 1e-3,
+    "sample.steps": None, "sample.sampler": "ddpm",
+    "tracking.wandb": "disabled",
+}
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A factory of tiny configs rooted in tmp_path: tiny_cfg(**{"train.epochs": 2})."""
+    from ddpm.config import load_config
+
+    def make(path: str | None = None, **extra):
+        values = {**TINY, "out_dir": str(tmp_path / "runs"), **extra}
+        return load_config(path, extra=values)
+    return make
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    """Run ``python -m ddpm.cli ...`` in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+
+    e = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ddpm", *args], cwd=cwd or REPO, env=e, text=True,
+                          capture_output=True, timeout=timeout)

@@ -1,0 +1,144 @@
+"""Algorithm 1 (condition dropout, loss) and Algorithm 2 (guided posterior step), against closed forms."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ddpm.diffusion import ConditionalDDPM
+from ddpm.samplers import SAMPLERS, make_sampler, timestep_subsequence
+from ddpm.unet import ConditionalUnet
+
+
+def test_network_output_shape_and_capacity_knob(tiny_cfg):
+    for bpl in (1, 2):
+        net = ConditionalUnet(1, 16, 10, blocks_per_level=bpl)
+        x = torch.randn(5, 1, 28, 28)
+        out = net(x, torch.rand(5), torch.eye(10)[:5])
+        assert out.shape == (5, 1, 28, 28)
+    small = sum(p.numel() for p in ConditionalUnet(1, 16, 10, 1).parameters())
+    big = sum(p.numel() for p in ConditionalUnet(1, 16, 10, 2).parameters())
+    assert big > small
+
+
+def test_dropout_happens_at_rate_mask_p(tiny_cfg):
+    model = ConditionalDDPM(tiny_cfg(**{"diffusion.mask_p": 0.3}))
+    c = model.one_hot(torch.arange(20000) % 10)
+    g = torch.Generator().manual_seed(0)
+    dropped_c, drop = model.drop_conditions(c, g)
+    rate = drop.float().mean().item()
+    sd = math.sqrt(0.3 * 0.7 / 20000)
+    assert abs(rate - 0.3) < 5 * sd
+    # a dropped condition is the all -1 vector (condition_mask_value), a kept one is the one-hot
+    assert torch.all(dropped_c[drop] == -1.0)
+    assert torch.equal(dropped_c[~drop], c[~drop])
+
+
+def test_forward_drops_conditions_inside_the_loss(tiny_cfg):
+    """The seed never dropped (it read a missing field): count null conditions reaching the network."""
+    model = ConditionalDDPM(tiny_cfg(**{"diffusion.mask_p": 0.5}))
+    seen = []
+    model.network.register_forward_hook(lambda m, inp, out: seen.append(inp[2].detach().clone()))
+    x = torch.randn(4000, 1, 28, 28) * 0 + 0.1
+    model(x[:4000], torch.arange(4000) % 10, generator=torch.Generator().manual_seed(1))
+    c = seen[0]
+    null = (c == -1).all(dim=1).float().mean().item()
+    assert 0.45 < null < 0.55
+
+
+def test_time_enters_as_t_over_T(tiny_cfg):
+    model = ConditionalDDPM(tiny_cfg())
+    seen = []
+    model.network.register_forward_hook(lambda m, inp, out: seen.append(inp[1].detach().clone()))
+    x = torch.randn(512, 1, 28, 28)
+    model(x, torch.zeros(512, dtype=torch.long))
+    t = seen[0]
+    assert float(t.min()) >= 1 / model.T - 1e-6 and float(t.max()) <= 1.0 + 1e-6
+    assert float(t.max()) > 0.5  # raw t (1..T) would exceed 1
+
+
+def test_embeddings_are_trainable_unless_frozen(tiny_cfg):
+    for frozen in (False, True):
+        model = ConditionalDDPM(tiny_cfg(**{"model.freeze_embeddings": frozen}))
+        loss = model(torch.randn(8, 1, 28, 28), torch.arange(8))
+        loss.backward()
+        g = model.network.timeembed1.layers[0].weight.grad
+        if frozen:
+            assert g is None
+        else:
+            assert g is not None and g.abs().sum() > 0
+
+
+def test_batched_guidance_equals_two_passes(tiny_cfg):
+    model = ConditionalDDPM(tiny_cfg()).eval()
+    x, t, c = torch.randn(6, 1, 28, 28), torch.full((6,), 7), model.one_hot(torch.arange(6))
+    with torch.no_grad():
+        a = model.guided_eps(x, t, c, 2.0, batched=True)
+        b = model.guided_eps(x, t, c, 2.0, batched=False)
+        e_c, e_u = model.eps(x, t, c), model.eps(x, t, model.null_condition(6, "cpu"))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a, 3.0 * e_c - 2.0 * e_u, rtol=1e-4, atol=1e-5)
+
+
+def test_ddpm_step_is_the_algorithm_2_posterior_step(tiny_cfg):
+    model = ConditionalDDPM(tiny_cfg())
+    s = model.schedule
+    x, eps, z = torch.randn(3, 1, 28, 28), torch.randn(3, 1, 28, 28), torch.randn(3, 1, 28, 28)
+    sampler = make_sampler("ddpm")
+    for t in (model.T, 5, 1):
+        beta, abar = float(s.beta_t[t]), float(s.alpha_t_bar[t])
+        alpha = 1 - beta
+        expected = 1 / math.sqrt(alpha) * (x - (1 - alpha) / math.sqrt(1 - abar) * eps) + math.sqrt(beta) * z
+        torch.testing.assert_close(sampler.step(model, x, eps, t, t - 1, z), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ddim_eta0_step_closed_form(tiny_cfg):
+    model = ConditionalDDPM(tiny_cfg())
+    x, eps = torch.randn(2, 1, 28, 28), torch.randn(2, 1, 28, 28)
+    t, tp = 15, 10
+    a, ap = float(model.schedule.alpha_t_bar[t]), float(model.schedule.alpha_t_bar[tp])
+    x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+    expected = math.sqrt(ap) * x0 + math.sqrt(1 - ap) * eps
+    out = make_sampler("ddim", eta=0.0).step(model, x, eps, t, tp, torch.randn_like(x))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_timestep_subsequence():
+    assert timestep_subsequence(10, None) == list(range(10, 0, -1))
+    sub = timestep_subsequence(400, 50)
+    assert sub[0] == 400 and sub[-1] == 1 and len(sub) == 50 and sub == sorted(sub, reverse=True)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_sampling_is_deterministic_with_a_seed_and_in_range(tiny_cfg, name):
+    model = ConditionalDDPM(tiny_cfg())
+    labels = torch.arange(10)
+    sampler = make_sampler(name, steps=8, eta=0.5)
+    a = sampler.sample(model, labels, 2.0, generator=torch.Generator().manual_seed(3))
+    b = sampler.sample(model, labels, 2.0, generator=torch.Generator().manual_seed(3))
+    c = sampler.sample(model, labels, 2.0, generator=torch.Generator().manual_seed(4))
+    assert a.shape == (10, 1, 28, 28)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert model.training, "sampling must restore the train mode"
+
+
+def test_loss_falls_over_a_few_dozen_steps(tiny_cfg):
+    from ddpm.data import tensors
+
+    torch.manual_seed(0)
+    cfg = tiny_cfg(**{"model.num_feat": 16})
+    model = ConditionalDDPM(cfg)
+    x, y = tensors("mnist", "train", None, 0.1307, 0.3081, 256)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(40):
+        idx = torch.randint(0, 256, (64,), generator=g)
+        loss = model(x[idx], y[idx], generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-8:]) / 8 < 0.6 * sum(losses[:8]) / 8

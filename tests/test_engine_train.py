@@ -1,0 +1,143 @@
+"""The training loop: run folder, checkpoints, resume (Ctrl-C and kill -9), NaN, reproducibility, sampling CLI."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm.checkpoint import load_checkpoint, load_model
+from ddpm.errors import CheckpointError, ConfigError, TrainingDiverged
+from ddpm.io import read_jsonl
+from ddpm.train import train
+
+from conftest import REPO, run_cli
+
+
+def test_run_folder_checkpoints_and_round_trip(tiny_cfg):
+    cfg = tiny_cfg(name="a", **{"train.epochs": 2})
+    run = train(cfg, quiet=True)
+    d = run.run_dir
+    assert (d / "config.yaml").is_file()
+    rows = read_jsonl(d / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {"train_loss", "test_loss", "lr", "images_per_s", "seconds", "grid"} <= set(r)
+        assert (d / r["grid"]).is_file()
+    ckpt = load_checkpoint(d / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2 and ckpt["config"] == cfg.to_dict()
+    assert {"model", "optimizer", "lr_scheduler", "rng", "ema"} <= set(ckpt)
+    model, cfg2, _ = load_model(d)
+    assert cfg2 == cfg
+    for k, v in run.model.state_dict().items():
+        if ckpt["epoch"] == 2 and rows[1]["test_loss"] <= rows[0]["test_loss"]:
+            torch.testing.assert_close(model.state_dict()[k], v.cpu())
+
+
+def test_same_seed_same_first_epoch_loss(tiny_cfg):
+    a = train(tiny_cfg(name="s1"), quiet=True).history[0]
+    b = train(tiny_cfg(name="s2"), quiet=True).history[0]
+    c = train(tiny_cfg(name="s3", **{"train.seed": 1}), quiet=True).history[0]
+    assert a["train_loss"] == b["train_loss"] and a["test_loss"] == b["test_loss"]
+    assert a["train_loss"] != c["train_loss"]
+
+
+def test_resume_continues_with_history_intact_and_matches_an_uninterrupted_run(tiny_cfg):
+    full = train(tiny_cfg(name="full", **{"train.epochs": 2, "train.ema_decay": 0.9}), quiet=True)
+    train(tiny_cfg(name="part", **{"train.epochs": 1, "train.ema_decay": 0.9}), quiet=True)
+    part = train(tiny_cfg(name="part", **{"train.epochs": 2, "train.ema_decay": 0.9}), resume=True, quiet=True)
+    assert [r["epoch"] for r in part.history] == [1, 2]
+    for a, b in zip(full.history, part.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
+    assert len(read_jsonl(part.run_dir / "metrics.jsonl")) == 2
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_a_different_model(tiny_cfg):
+    train(tiny_cfg(name="x"), quiet=True)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_cfg(name="x"), quiet=True)
+    with pytest.raises(ConfigError, match="cannot resume with model.num_feat"):
+        train(tiny_cfg(name="x", **{"model.num_feat": 16, "train.epochs": 2}), resume=True, quiet=True)
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_cfg):
+    with pytest.raises(TrainingDiverged, match="loss is (nan|inf)"):
+        train(tiny_cfg(name="nan", **{"train.lr": 1e30, "train.batch_size": 16}), quiet=True)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.pt"
+    p.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(p)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"evil": 1}, p)
+    with pytest.raises(CheckpointError, match="not a ddpm checkpoint"):
+        load_checkpoint(p)
+
+
+def _cli_args(tmp_path, name, epochs):
+    return ["train", "experiments/cpu-quick.yaml", f"name={name}", f"out_dir={tmp_path}", "data.limit=2048",
+            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "sample.steps=null",
+            "train.grid_every=0", f"train.epochs={epochs}", "train.batch_size=32", "tracking.wandb=disabled"]
+
+
+def test_kill_9_then_resume(tmp_path):
+    """kill -9 mid-run leaves a loadable last.pt; --resume finishes with the whole history."""
+    env = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm", *_cli_args(tmp_path, "k", 30)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "k" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(read_jsonl(metrics)) < 2:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(read_jsonl(metrics))
+    assert done >= 2
+    ckpt = load_checkpoint(tmp_path / "k" / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] >= 2
+    r = run_cli(*_cli_args(tmp_path, "k", ckpt["epoch"] + 1), "--resume")
+    assert r.returncode == 0, r.stderr
+    rows = read_jsonl(metrics)
+    assert [x["epoch"] for x in rows] == list(range(1, ckpt["epoch"] + 2))
+
+
+def test_ctrl_c_exits_cleanly_and_resumes(tmp_path):
+    env = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm", *_cli_args(tmp_path, "c", 30)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "c" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(read_jsonl(metrics)) < 1:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "--resume" in err
+    ckpt = load_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == len(read_jsonl(metrics)) >= 1
+
+
+def test_sample_cli_writes_grids_and_npz(tiny_cfg, tmp_path):
+    run = train(tiny_cfg(name="smp"), quiet=True)
+    out = tmp_path / "samples"
+    r = run_cli("sample", str(run.run_dir), "--omega", "0,2", "--n", "12", "--sampler", "ddim", "--steps", "5",
+                "--labels", "3,4", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    for w in ("0", "2"):
+        assert (out / f"grid-omega{w}.png").is_file()
+        z = np.load(out / f"samples-omega{w}.npz")
+        assert z["images"].shape == (12, 28, 28) and z["images"].dtype == np.uint8
+        assert z["labels"].tolist() == [3, 4] * 6
+    bad = run_cli("sample", str(run.run_dir), "--omega", "two")
+    assert bad.returncode == 2 and "--omega 'two'" in bad.stderr and "Traceback" not in bad.stderr
+    missing = run_cli("sample", str(tmp_path / "nothing.pt"))
+    assert missing.returncode == 2 and "no such checkpoint" in missing.stderr
