@@ -1,0 +1,26 @@
+"""``ddpm report``."""
+from __future__ import annotations
+
+import argparse
+
+from ddpm.cli import Command, register_command
+
+
+@register_command("report")
+class Report(Command):
+    """Write a study's best-config report, offline (Optuna storage + run folders), e.g.
+    ddpm report quickstart
+    Writes <out>/best_config.yaml (rerun with `ddpm train`), report.html (self-contained),
+    report.md (+ img/) and trials.csv; prints the path of report.html."""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("study", help="study name")
+        p.add_argument("--storage", default=None,
+                       help="Optuna storage URL (default: the sweep's default storage of STUDY)")
+        p.add_argument("--out", default=None, help="output folder (default: reports/STUDY)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ddpm.report import write_report
+
+        print(write_report(args.study, storage=args.storage, out_dir=args.out))
+        return 0

@@ -1,0 +1,41 @@
+"""Best-config reports of an Optuna study: ``write_report(study_name, storage, out_dir)``.
+
+Reads the study's storage and its trials' run folders (offline; no W&B) and writes, in ``out_dir``
+(default ``reports/<study>``): ``best_config.yaml``, ``report.html`` (self-contained),
+``report.md`` (+ ``img/``) and ``trials.csv``.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from ddpm.report.best_config import write_best_config
+from ddpm.report.blocks import redact
+from ddpm.report.collect import StudyData, StudyNotFound, collect
+from ddpm.report.html import write_html
+from ddpm.report.markdown import write_markdown
+from ddpm.report.sections import SECTIONS, ReportContext, build_sections, register_section
+from ddpm.report.trials_csv import write_trials_csv
+
+__all__ = ["write_report", "collect", "StudyData", "StudyNotFound", "SECTIONS", "register_section"]
+
+
+def write_report(study_name: str, storage: Optional[str] = None, out_dir: str | Path | None = None) -> Path:
+    """Write the report of ``study_name`` and return the path of ``report.html``."""
+    data = collect(study_name, storage)
+    out = Path(out_dir) if out_dir is not None else Path("reports") / study_name
+    out.mkdir(parents=True, exist_ok=True)
+    best = data.best()
+    best_yaml = write_best_config(out / "best_config.yaml", data, best)
+    write_trials_csv(out / "trials.csv", data)
+    sections = build_sections(ReportContext(data, best, best_yaml, out))
+    redact(sections, data.secrets)
+    title = f"Study {data.name}: best-config report"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    subtitle = (f"Written {now} by `ddpm report {data.name}` from the Optuna storage and the trials' run "
+                f"folders (offline). Files beside it: best_config.yaml, trials.csv, report.md.")
+    for secret in data.secrets:
+        subtitle = subtitle.replace(secret, "***")
+    write_markdown(out / "report.md", title, subtitle, sections)
+    return write_html(out / "report.html", title, subtitle, sections)

@@ -1,0 +1,280 @@
+"""Read what a report needs, offline: the Optuna study (storage) and each trial's run folder.
+
+Nothing here needs W&B or a network: trial user attributes written by the sweep (``run_dir``,
+``guidance``, ``best_omega``, ``config``, ``failure_reason``, ``duration_s``), study user attributes
+(``spec``, ``objectives``, ``base_experiment``, ``baseline_trial``) and the run folder files
+(``config.yaml``, ``metrics.jsonl``, ``eval.json``, ``grids/``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ddpm.errors import DDPMError
+from ddpm.io import read_jsonl
+from ddpm.redact import redact_url
+from ddpm.sweeps.storage import default_storage_url, open_storage, scheme_of
+
+
+class StudyNotFound(DDPMError):
+    """The study is not in the storage (the message lists the studies that are)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# storage URLs (the sweep's rules: ddpm.sweeps.storage; secrets: ddpm.redact)
+
+
+def default_storage(study_name: str) -> str:
+    """The sweep's default storage of ``study_name`` (a SQLite file under ``runs/<study>/``)."""
+    return default_storage_url("runs", study_name)
+
+
+def storage_password(url: str) -> Optional[str]:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _local_file(url: str) -> Optional[Path]:
+    """The file behind a SQLite or journal URL (None for servers and in-memory SQLite)."""
+    scheme = scheme_of(url)
+    if scheme == "sqlite":
+        path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+        return Path(path) if path and path != ":memory:" else None
+    if scheme == "journal":
+        path = url.split(":", 1)[1]
+        return Path(path[2:] if path.startswith("//") else path)
+    return None
+
+
+def _open_storage(url: str, study_name: str) -> Any:
+    """An Optuna storage for ``url``; a report never creates one (a missing file is StudyNotFound)."""
+    file = _local_file(url)
+    if file is not None and not file.is_file():
+        raise StudyNotFound(f"no study '{study_name}': storage {redact_url(url)} does not exist"
+                            f"{_studies_hint(_sqlite_neighbours(), 'under runs/')}")
+    return open_storage(url)
+
+
+def _sqlite_neighbours() -> list[str]:
+    """Study names found in the default per-study SQLite files under runs/ (for the error hint)."""
+    names: list[str] = []
+    for db in sorted(Path("runs").glob("*/*.db")):
+        try:
+            names += optuna.study.get_all_study_names(f"sqlite:///{db}")
+        except Exception:
+            continue
+    return sorted(set(names))
+
+
+def _studies_hint(names: list[str], where: str = "there") -> str:
+    return f"; studies {where}: {', '.join(names)}" if names else f"; no studies {where}"
+
+
+def load_study(study_name: str, storage: Optional[str] = None) -> tuple[optuna.Study, str]:
+    """(study, storage URL); a missing study is a one-line ``StudyNotFound`` naming those present."""
+    url = storage or default_storage(study_name)
+    store = _open_storage(url, study_name)
+    names = [s.study_name for s in store.get_all_studies()]
+    if study_name not in names:
+        raise StudyNotFound(f"no study '{study_name}' in {redact_url(url)}{_studies_hint(sorted(names))}")
+    return optuna.load_study(study_name=study_name, storage=store), url
+
+
+# ----------------------------------------------------------------------------------------------
+# what the report reads
+
+
+@dataclass
+class Objective:
+    metric: str
+    direction: str            # "minimize" | "maximize"
+
+    @property
+    def arrow(self) -> str:
+        return "lower is better" if self.direction == "minimize" else "higher is better"
+
+
+@dataclass
+class TrialData:
+    trial: FrozenTrial
+    run_dir: Optional[Path]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    guidance: list[dict[str, Any]] = field(default_factory=list)
+    config: Optional[dict[str, Any]] = None
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def state(self) -> str:
+        return self.trial.state.name.lower()
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.trial.params
+
+    @property
+    def values(self) -> Optional[list[float]]:
+        return self.trial.values
+
+    @property
+    def duration_s(self) -> Optional[float]:
+        d = self.trial.user_attrs.get("duration_s")
+        if isinstance(d, (int, float)):
+            return float(d)
+        return self.trial.duration.total_seconds() if self.trial.duration is not None else None
+
+    @property
+    def best_omega(self) -> Optional[float]:
+        return self.trial.user_attrs.get("best_omega")
+
+    @property
+    def failure_reason(self) -> Optional[str]:
+        reason = self.trial.user_attrs.get("failure_reason")
+        if reason is None and self.trial.state == TrialState.FAIL:
+            reason = self.trial.system_attrs.get("fail_reason")
+        return str(reason) if reason is not None else None
+
+    def last(self, key: str) -> Optional[float]:
+        for rec in reversed(self.metrics):
+            if isinstance(rec.get(key), (int, float)):
+                return float(rec[key])
+        return None
+
+    def guidance_row(self, omega: Optional[float]) -> Optional[dict[str, Any]]:
+        for row in self.guidance:
+            if omega is not None and math.isclose(float(row.get("omega", math.nan)), float(omega)):
+                return row
+        return None
+
+
+@dataclass
+class StudyData:
+    study: optuna.Study
+    storage: str                           # redacted URL, safe to print
+    secrets: list[str]                     # strings that must never appear in a report
+    objectives: list[Objective]
+    trials: list[TrialData]
+    spec: dict[str, Any]
+    base_experiment: Optional[str]
+    baseline_trial: Optional[int]
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def completed(self) -> list[TrialData]:
+        return [t for t in self.trials if t.trial.state == TrialState.COMPLETE and t.values is not None]
+
+    def by_number(self, number: Optional[int]) -> Optional[TrialData]:
+        return next((t for t in self.trials if t.number == number), None) if number is not None else None
+
+    def ranked(self) -> list[TrialData]:
+        """Completed trials, best first by the first objective (ties: later objectives, then number)."""
+        def key(t: TrialData) -> tuple:
+            vals = [v if o.direction == "minimize" else -v for o, v in zip(self.objectives, t.values or [])]
+            return (*[v if math.isfinite(v) else math.inf for v in vals], t.number)
+        return sorted(self.completed, key=key)
+
+    def best(self) -> Optional[TrialData]:
+        """Single objective: Optuna's best trial. Several: the Pareto-optimal trial best on the first."""
+        ranked = self.ranked()
+        if not ranked:
+            return None
+        if not self.multi_objective:
+            return self.by_number(self.study.best_trial.number) or ranked[0]
+        front = {t.number for t in self.study.best_trials}
+        return next((t for t in ranked if t.number in front), ranked[0])
+
+    def wall_time_s(self) -> Optional[float]:
+        starts = [t.trial.datetime_start for t in self.trials if t.trial.datetime_start]
+        ends = [t.trial.datetime_complete for t in self.trials if t.trial.datetime_complete]
+        if not starts or not ends:
+            return None
+        return (max(ends) - min(starts)).total_seconds()
+
+    def time_span(self) -> tuple[Optional[datetime], Optional[datetime]]:
+        starts = [t.trial.datetime_start for t in self.trials if t.trial.datetime_start]
+        ends = [t.trial.datetime_complete for t in self.trials if t.trial.datetime_complete]
+        return (min(starts) if starts else None, max(ends) if ends else None)
+
+
+def _objectives(study: optuna.Study) -> list[Objective]:
+    dirs = [d.name.lower() for d in study.directions]
+    declared = study.user_attrs.get("objectives")
+    names = study.metric_names or [None] * len(dirs)
+    out = []
+    for i, direction in enumerate(dirs):
+        metric = None
+        if isinstance(declared, list) and i < len(declared) and isinstance(declared[i], dict):
+            metric = declared[i].get("metric")
+        out.append(Objective(str(metric or names[i] or f"objective {i}"), direction))
+    return out
+
+
+def _resolve_run_dir(raw: Any, storage_url: str) -> Optional[Path]:
+    """``run_dir`` as stored; relative paths are tried from here, then beside a SQLite storage file."""
+    if not raw:
+        return None
+    path = Path(str(raw))
+    if path.is_absolute() or path.is_dir():
+        return path
+    db = _local_file(storage_url)
+    if db is not None:
+        for base in (db.parent, *db.parent.parents):
+            if (base / path).is_dir():
+                return base / path
+    return path
+
+
+def _read_trial(trial: FrozenTrial, storage_url: str) -> TrialData:
+    run_dir = _resolve_run_dir(trial.user_attrs.get("run_dir"), storage_url)
+    metrics: list[dict[str, Any]] = []
+    guidance = trial.user_attrs.get("guidance")
+    config = trial.user_attrs.get("config")
+    if run_dir is not None and run_dir.is_dir():
+        metrics = read_jsonl(run_dir / "metrics.jsonl")
+        if not guidance and (run_dir / "eval.json").is_file():
+            try:
+                ev = json.loads((run_dir / "eval.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                ev = None
+            rows = ev.get("rows", ev.get("guidance")) if isinstance(ev, dict) else ev
+            guidance = rows if isinstance(rows, list) else None
+        if config is None and (run_dir / "config.yaml").is_file():
+            from ddpm.config import read_yaml
+
+            config = read_yaml(run_dir / "config.yaml")
+    rows = [r for r in (guidance or []) if isinstance(r, dict) and "omega" in r]
+    rows.sort(key=lambda r: float(r["omega"]))
+    return TrialData(trial, run_dir, metrics, rows, config if isinstance(config, dict) else None)
+
+
+def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
+    study, url = load_study(study_name, storage)
+    trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
+    spec = study.user_attrs.get("spec")
+    baseline = study.user_attrs.get("baseline_trial")
+    pw = storage_password(url)
+    return StudyData(
+        study=study, storage=redact_url(url), secrets=[pw] if pw else [],
+        objectives=_objectives(study), trials=trials, spec=spec if isinstance(spec, dict) else {},
+        base_experiment=study.user_attrs.get("base_experiment"),
+        baseline_trial=int(baseline) if isinstance(baseline, (int, float)) else None,
+    )

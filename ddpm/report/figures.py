@@ -1,0 +1,129 @@
+"""Report charts as PNG bytes: Optuna's own matplotlib visualisations, plus loss and guidance curves.
+
+Optuna's ``optuna.visualization.matplotlib`` draws the optimisation history, parameter importances
+and Pareto front (no browser or kaleido needed); the run-folder curves use matplotlib directly.
+"""
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from typing import Any, Callable, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here; PNGs only
+
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from matplotlib.figure import Figure as MplFigure  # noqa: E402
+
+DPI = 100
+
+
+def png(fig: MplFigure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure_of(axes: Any) -> MplFigure:
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    return first.figure
+
+
+def _optuna_plot(draw: Callable[[], Any], size: tuple[float, float] = (7.0, 4.0)) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning: the matplotlib backend is "experimental"
+        fig = _figure_of(draw())
+    fig.set_size_inches(*size)
+    return png(fig)
+
+
+def optimisation_history(study: optuna.Study, index: int, name: str) -> bytes:
+    """Optuna's optimisation history for objective ``index`` (each trial's value and the best so far)."""
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    target = None if len(study.directions) == 1 else (lambda t: t.values[index])
+    return _optuna_plot(lambda: plot_optimization_history(study, target=target, target_name=name))
+
+
+def param_importances(study: optuna.Study, index: int, name: str) -> tuple[bytes, dict[str, float]]:
+    """Optuna's parameter importances (its default evaluator) for objective ``index``: chart and numbers."""
+    from optuna.importance import get_param_importances
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    target = None if len(study.directions) == 1 else (lambda t: t.values[index])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        numbers = get_param_importances(study, target=target)
+    chart = _optuna_plot(lambda: plot_param_importances(study, target=target, target_name=name))
+    return chart, numbers
+
+
+def pareto_front(study: optuna.Study, names: list[str]) -> bytes:
+    """Optuna's Pareto-front plot (2 or 3 objectives)."""
+    from optuna.visualization.matplotlib import plot_pareto_front
+
+    return _optuna_plot(lambda: plot_pareto_front(study, target_names=names), size=(6.5, 5.0))
+
+
+def loss_curves(curves: Sequence[tuple[str, list[dict[str, Any]]]]) -> bytes:
+    """Per-epoch train (dashed) and test (solid) noise loss, one colour per trial."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for i, (label, records) in enumerate(curves):
+        color = f"C{i % 10}"
+        epochs = [r["epoch"] for r in records]
+        for key, style in (("test_loss", "-"), ("train_loss", "--")):
+            ys = [r.get(key, math.nan) for r in records]
+            ax.plot(epochs, ys, style, marker="o", ms=3, color=color,
+                    label=f"{label} {'test' if key == 'test_loss' else 'train'}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("noise loss (MSE of predicted noise)")
+    ys = [r.get(k) for _, records in curves for r in records for k in ("train_loss", "test_loss")]
+    ys = [y for y in ys if isinstance(y, (int, float)) and y > 0]
+    if ys and max(ys) / min(ys) > 3:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Per-epoch noise loss (solid: test, dashed: train)")
+    return png(fig)
+
+
+def guidance_tradeoff(rows: Sequence[dict[str, Any]], title: str) -> bytes:
+    """FID (left axis, with the real-data floor) and conditional accuracy (right axis) against omega."""
+    omegas = [float(r["omega"]) for r in rows]
+
+    def col(key: str) -> list[float]:
+        return [float(r[key]) if isinstance(r.get(key), (int, float)) else math.nan for r in rows]
+
+    fid, floor, acc = col("fid"), col("floor"), col("accuracy")
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    ax.plot(omegas, fid, "o-", color="C0", label="FID (classifier features)")
+    if any(math.isfinite(f) for f in floor):
+        ax.plot(omegas, floor, ":", color="C0", alpha=0.8, label="real-data floor (FID of real images)")
+    ax.set_xlabel("guidance weight omega")
+    ax.set_ylabel("FID (lower is better)", color="C0")
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(omegas, acc, "s-", color="C3", label="conditional accuracy")
+    ax2.set_ylabel("conditional accuracy (higher is better)", color="C3")
+    ax2.set_ylim(0, 1.02)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="best")
+    ax.set_title(title)
+    return png(fig)
+
+
+def image_png(data: bytes) -> Optional[bytes]:
+    """``data`` when it is a readable PNG (a grid written by the run), else None."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+    except Exception:
+        return None
+    return data

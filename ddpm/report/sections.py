@@ -1,0 +1,396 @@
+"""The report's sections, in order: a registry of builders, each ``(ReportContext) -> Section | None``.
+
+Adding a section is one function plus its ``@register_section`` line; a builder returns None when
+its section does not apply (e.g. the Pareto front of a single-objective study).
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from ddpm.report import figures
+from ddpm.report.blocks import Code, Figure, Section, Table, Text
+from ddpm.report.collect import StudyData, TrialData
+
+TOP_N = 10          # rows in the top-trials table
+CURVES_N = 5        # trials in the loss-curve chart
+
+
+@dataclass
+class ReportContext:
+    data: StudyData
+    best: Optional[TrialData]
+    best_config_yaml: Optional[str]     # the text written to best_config.yaml (None: no completed trial)
+    out_dir: Path
+
+
+SectionBuilder = Callable[[ReportContext], Optional[Section]]
+SECTIONS: dict[str, SectionBuilder] = {}
+
+
+def register_section(key: str) -> Callable[[SectionBuilder], SectionBuilder]:
+    def deco(fn: SectionBuilder) -> SectionBuilder:
+        SECTIONS[key] = fn
+        return fn
+    return deco
+
+
+def build_sections(ctx: ReportContext) -> list[Section]:
+    return [s for s in (build(ctx) for build in SECTIONS.values()) if s is not None]
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v)
+    return str(v)
+
+
+def fmt_seconds(s: Optional[float]) -> str:
+    if s is None:
+        return "–"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def _objective_text(data: StudyData) -> str:
+    return "; ".join(f"{o.direction} `{o.metric}`" for o in data.objectives)
+
+
+def _spec_name(spec: dict[str, Any], key: str) -> str:
+    v = spec.get(key)
+    if isinstance(v, dict):
+        name = v.get("name") or v.get("type") or next(iter(v), None)
+        rest = {k: x for k, x in v.items() if k not in ("name", "type")}
+        return f"{name} ({', '.join(f'{k}={fmt(x)}' for k, x in rest.items())})" if rest else str(name)
+    return str(v) if v is not None else "not recorded"
+
+
+def _trial_label(data: StudyData, t: TrialData) -> str:
+    label = f"#{t.number}"
+    if data.baseline_trial == t.number:
+        label += " (seed default)"
+    return label
+
+
+def _environment(data: StudyData) -> str:
+    """Where the trials ran and how big they were: a reader must not mistake a smoke study for a result."""
+    recorded = data.study.user_attrs.get("environment")
+    devices = sorted({str(t.trial.user_attrs.get("device") or t.trial.user_attrs.get("environment"))
+                      for t in data.trials if t.trial.user_attrs.get("device") or t.trial.user_attrs.get("environment")})
+    cfgs = [t.config for t in data.trials if t.config]
+    parts: list[str] = []
+    if recorded:
+        parts.append(f"Environment: {recorded}.")
+    elif devices:
+        parts.append(f"Trials ran on: {', '.join(devices)}.")
+    elif cfgs:
+        wanted = sorted({str(c.get("train", {}).get("device", "auto")) for c in cfgs})
+        parts.append(f"Trials asked for `train.device` = {', '.join(wanted)} (auto = CUDA when present, else CPU).")
+    if cfgs:
+        epochs = [c.get("train", {}).get("epochs") for c in cfgs]
+        limits = [c.get("data", {}).get("limit") for c in cfgs]
+        ts = sorted({c.get("diffusion", {}).get("T") for c in cfgs if c.get("diffusion", {}).get("T")})
+        max_ep = max((e for e in epochs if isinstance(e, int)), default=None)
+        lim = [x for x in limits if isinstance(x, int)]
+        data_part = (f"on up to {max(lim):,} training images" if len(lim) == len(limits) and lim
+                     else "on the full training set")
+        parts.append(f"Scale: {len(data.trials)} trial(s), at most {max_ep} epoch(s) each {data_part}, "
+                     f"T in {{{', '.join(str(x) for x in ts)}}}.")
+        if (max_ep is not None and max_ep < 10) or (len(lim) == len(limits) and lim):
+            parts.append("This is a short study: it ranks configs at a small budget; its models are not "
+                         "converged and its FIDs are not comparable to fully trained ones.")
+    parts.append(f"Report written on {_machine()}.")
+    return " ".join(parts)
+
+
+def _machine() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"a GPU machine ({torch.cuda.get_device_name(0)})"
+    except Exception:
+        pass
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"a CPU machine ({model}, {os.cpu_count()} cores, no GPU)"
+
+
+# ----------------------------------------------------------------------------------------------
+# sections, in report order
+
+
+@register_section("summary")
+def summary(ctx: ReportContext) -> Section:
+    d = ctx.data
+    states: dict[str, int] = {}
+    for t in d.trials:
+        states[t.state] = states.get(t.state, 0) + 1
+    start, end = d.time_span()
+    total = sum(t.duration_s or 0.0 for t in d.trials)
+    rows = [
+        ["study", d.name],
+        ["storage", d.storage],
+        ["objective" + ("s" if d.multi_objective else ""),
+         "; ".join(f"{o.metric} ({o.direction}, {o.arrow})" for o in d.objectives)],
+        ["sampler", _spec_name(d.spec, "sampler")],
+        ["pruner", _spec_name(d.spec, "pruner")],
+        ["base experiment", fmt(d.base_experiment)],
+        ["trials by state", ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "no trials yet"],
+        ["wall time", f"{fmt_seconds(d.wall_time_s())} (sum of trial durations {fmt_seconds(total)})"],
+        ["started / last finished", f"{start:%Y-%m-%d %H:%M:%S} / {end:%Y-%m-%d %H:%M:%S}" if start and end else "–"],
+    ]
+    blocks: list[Any] = [Table(["", ""], rows), Text(_environment(d), note=True)]
+    return Section("summary", "Study summary", blocks)
+
+
+@register_section("best")
+def best(ctx: ReportContext) -> Section:
+    b = ctx.best
+    if b is None:
+        return Section("best", "Best trial", [Text("No trial has completed yet, so there is no best config "
+                                                    "(best_config.yaml is not written). Rerun the report later.", note=True)])
+    values = ", ".join(f"{o.metric} = {fmt(v)}" for o, v in zip(ctx.data.objectives, b.values or []))
+    why = ("the Pareto-optimal trial that is best on the first objective" if ctx.data.multi_objective
+           else "Optuna's best trial")
+    lines = [Text(f"Trial {b.number} ({why}): {values}; best guidance weight omega = {fmt(b.best_omega)}; "
+                  f"run folder `{b.run_dir}`."),
+             Text(f"Rerun it as is: `ddpm train {ctx.out_dir / 'best_config.yaml'}` (its name is "
+                  f"`{ctx.data.name}-best`, its sampling default `sample.omega` is the best omega).")]
+    if ctx.best_config_yaml:
+        lines.append(Code(ctx.best_config_yaml, "yaml", title="best_config.yaml"))
+    return Section("best", "Best trial and its config", lines)
+
+
+GUIDANCE_COLUMNS = ("fid", "accuracy", "diversity")  # read from the guidance row at the trial's best omega
+
+
+def _guidance_keys(d: StudyData) -> list[str]:
+    """Guidance metrics not already shown as an objective."""
+    objectives = {o.metric.lower() for o in d.objectives}
+    return [k for k in GUIDANCE_COLUMNS if k not in objectives]
+
+
+def _guidance_cells(t: TrialData, keys: list[str]) -> list[str]:
+    row = t.guidance_row(t.best_omega) or {}
+    return [fmt(t.best_omega)] + [fmt(row.get(k)) for k in keys]
+
+
+@register_section("top")
+def top_trials(ctx: ReportContext) -> Section:
+    d = ctx.data
+    ranked = d.ranked()
+    shown = ranked[:TOP_N]
+    baseline = d.by_number(d.baseline_trial)
+    if baseline is not None and baseline not in shown:
+        shown = shown + [baseline]
+    keys = sorted({k for t in shown for k in t.params})
+    gkeys = _guidance_keys(d)
+    cols = (["trial", "state"] + [o.metric for o in d.objectives] + ["best omega"] + gkeys
+            + ["final test loss", "epochs", "duration"] + keys)
+    rows = []
+    for t in shown:
+        vals = [fmt(v) for v in (t.values or [None] * len(d.objectives))]
+        rows.append([_trial_label(d, t), t.state] + vals + _guidance_cells(t, gkeys)
+                    + [fmt(t.last("test_loss")), fmt(len(t.metrics)), fmt_seconds(t.duration_s)]
+                    + [fmt(t.params.get(k)) for k in keys])
+    blocks: list[Any] = []
+    if not rows:
+        blocks.append(Text("No completed trials yet.", note=True))
+    else:
+        blocks.append(Table(cols, rows, caption=f"Completed trials ranked by {d.objectives[0].metric} "
+                            f"({d.objectives[0].arrow}); guidance metrics at each trial's best omega."))
+    if d.baseline_trial is None:
+        blocks.append(Text("The seed's default config was not run as a baseline trial in this study.", note=True))
+    elif baseline is None:
+        blocks.append(Text(f"Baseline trial {d.baseline_trial} is not in the storage.", note=True))
+    else:
+        where = (f"ranked {ranked.index(baseline) + 1} of {len(ranked)}" if baseline in ranked
+                 else f"{baseline.state}, not ranked")
+        blocks.append(Text(f"Baseline: trial {baseline.number} ran the seed's default config ({where}).", note=True))
+    return Section("top", "Top trials", blocks)
+
+
+@register_section("history")
+def history(ctx: ReportContext) -> Section:
+    d = ctx.data
+    if not d.completed:
+        return Section("history", "Optimisation history", [Text("No completed trials to plot yet.", note=True)])
+    blocks: list[Any] = []
+    for i, o in enumerate(d.objectives):
+        try:
+            chart = figures.optimisation_history(d.study, i, o.metric)
+        except Exception as e:  # Optuna refuses an unusual study: say why, keep the report
+            blocks.append(Text(f"Optuna could not draw the history of {o.metric}: {e}", note=True))
+            continue
+        blocks.append(Figure(f"history-{i}", chart, f"Optuna optimisation history of {o.metric} "
+                                                    f"({o.arrow}): each completed trial and the best so far."))
+    return Section("history", "Optimisation history", blocks)
+
+
+def _varying_params(d: StudyData) -> list[str]:
+    keys = sorted({k for t in d.completed for k in t.params})
+    return [k for k in keys if len({repr(t.params.get(k)) for t in d.completed}) > 1]
+
+
+@register_section("importances")
+def importances(ctx: ReportContext) -> Section:
+    d = ctx.data
+    title = "Parameter importances"
+    varying = _varying_params(d)
+    if len(d.completed) < 2 or not varying:
+        why = (f"only {len(d.completed)} completed trial(s)" if len(d.completed) < 2
+               else "no searched parameter varies across the completed trials")
+        return Section("importances", title, [Text(f"Parameter importances need at least 2 completed trials whose "
+                                                   f"parameters differ; this study has {why}.", note=True)])
+    blocks: list[Any] = []
+    for i, o in enumerate(d.objectives):
+        try:
+            chart, numbers = figures.param_importances(d.study, i, o.metric)
+        except Exception as e:
+            blocks.append(Text(f"Optuna could not compute importances for {o.metric}: {e}", note=True))
+            continue
+        blocks.append(Figure(f"importances-{i}", chart, f"Optuna parameter importances for {o.metric} "
+                                                        "(optuna.importance, its default evaluator)."))
+        blocks.append(Table(["parameter", f"importance for {o.metric}"],
+                            [[k, f"{v:.3f}"] for k, v in numbers.items()]))
+    if len(d.completed) < 10:
+        blocks.append(Text(f"With {len(d.completed)} completed trials these importances are a rough hint only.",
+                           note=True))
+    return Section("importances", title, blocks)
+
+
+@register_section("pareto")
+def pareto(ctx: ReportContext) -> Optional[Section]:
+    d = ctx.data
+    if not d.multi_objective:
+        return None
+    title = "Pareto front"
+    if len(d.objectives) > 3:
+        return Section("pareto", title, [Text("Optuna plots Pareto fronts of 2 or 3 objectives only.", note=True)])
+    if not d.completed:
+        return Section("pareto", title, [Text("No completed trials yet.", note=True)])
+    front = sorted(t.number for t in d.study.best_trials)
+    blocks: list[Any] = []
+    try:
+        blocks.append(Figure("pareto", figures.pareto_front(d.study, [o.metric for o in d.objectives]),
+                             "Optuna Pareto front: trials no other trial beats on every objective."))
+    except Exception as e:
+        blocks.append(Text(f"Optuna could not draw the Pareto front: {e}", note=True))
+    rows = [[f"#{t.number}"] + [fmt(v) for v in t.values or []] + [fmt(t.best_omega)]
+            for t in d.completed if t.number in front]
+    blocks.append(Table(["trial"] + [o.metric for o in d.objectives] + ["best omega"], rows,
+                        caption="Pareto-optimal trials"))
+    return Section("pareto", title, blocks)
+
+
+@register_section("losses")
+def losses(ctx: ReportContext) -> Section:
+    d = ctx.data
+    chosen = [t for t in d.ranked()[:CURVES_N] if t.metrics]
+    baseline = d.by_number(d.baseline_trial)
+    if baseline is not None and baseline.metrics and baseline not in chosen:
+        chosen.append(baseline)
+    if not chosen:
+        return Section("losses", "Loss curves", [Text("No per-epoch metrics found in the run folders.", note=True)])
+    chart = figures.loss_curves([(f"{_trial_label(d, t)}", t.metrics) for t in chosen])
+    return Section("losses", "Loss curves", [Figure("losses", chart, "Per-epoch noise loss of the top trials "
+                                                     "(from each run folder's metrics.jsonl).")])
+
+
+@register_section("guidance")
+def guidance(ctx: ReportContext) -> Section:
+    b = ctx.best
+    title = "Guidance trade-off of the best trial"
+    if b is None or not b.guidance:
+        why = "no completed trial" if b is None else f"trial {b.number} has no guidance table"
+        return Section("guidance", title, [Text(f"Nothing to show: {why}.", note=True)])
+    chart = figures.guidance_tradeoff(b.guidance, f"Trial {b.number}: FID and accuracy against omega")
+    rows = [[fmt(r.get("omega")), fmt(r.get("fid")), fmt(r.get("floor")), fmt(r.get("accuracy")),
+             fmt(r.get("diversity")), fmt_seconds(r.get("seconds"))] for r in b.guidance]
+    return Section("guidance", title, [
+        Figure("guidance", chart, "Classifier-free guidance weight omega against FID (classifier features; "
+                                  "dotted: the real-data floor) and conditional accuracy."),
+        Table(["omega", "FID", "real-data floor", "accuracy", "diversity", "seconds"], rows,
+              caption=f"Trial {b.number}'s guidance table; best omega = {fmt(b.best_omega)}."),
+    ])
+
+
+@register_section("grids")
+def grids(ctx: ReportContext) -> Section:
+    b = ctx.best
+    title = "Samples of the best trial"
+    if b is None or b.run_dir is None:
+        return Section("grids", title, [Text("No completed trial with a run folder yet.", note=True)])
+    blocks: list[Any] = []
+    for r in b.guidance:
+        rel = r.get("grid")
+        if not rel:
+            continue
+        path = b.run_dir / str(rel)
+        data = figures.image_png(path.read_bytes()) if path.is_file() else None
+        if data is None:
+            blocks.append(Text(f"omega = {fmt(r.get('omega'))}: grid `{rel}` is missing or unreadable.", note=True))
+            continue
+        blocks.append(Figure(f"grid-omega{float(r['omega']):g}", data,
+                             f"omega = {fmt(r.get('omega'))}: row r holds digit r; accuracy {fmt(r.get('accuracy'))},"
+                             f" FID {fmt(r.get('fid'))}."))
+    if not any(isinstance(x, Figure) for x in blocks):
+        last = next((m["grid"] for m in reversed(b.metrics) if m.get("grid")), None)
+        path = b.run_dir / str(last) if last else None
+        data = figures.image_png(path.read_bytes()) if path is not None and path.is_file() else None
+        if data is not None:
+            omega = (b.config or {}).get("sample", {}).get("omega")
+            blocks.append(Figure("grid-last-epoch", data, f"Last training epoch's grid (omega = {fmt(omega)}); "
+                                                          "row r holds digit r."))
+        else:
+            blocks.append(Text(f"Trial {b.number} has no sample grids in {b.run_dir}.", note=True))
+    return Section("grids", title, blocks)
+
+
+@register_section("failures")
+def failures(ctx: ReportContext) -> Optional[Section]:
+    d = ctx.data
+    bad = [t for t in d.trials if t.state in ("fail", "pruned")]
+    if not bad:
+        return None
+    rows = [[f"#{t.number}", t.state, fmt(len(t.metrics)), fmt(t.last("test_loss")), t.failure_reason or "–"]
+            for t in bad]
+    return Section("failures", "Failed and pruned trials",
+                   [Table(["trial", "state", "epochs run", "last test loss", "reason"], rows)])
+
+
+@register_section("spec")
+def spec(ctx: ReportContext) -> Optional[Section]:
+    d = ctx.data
+    if not d.spec:
+        return None
+    text = yaml.safe_dump(d.spec, sort_keys=False, default_flow_style=None).rstrip()
+    return Section("spec", "Sweep definition", [Text("The sweep file as the study recorded it:"), Code(text, "yaml")])

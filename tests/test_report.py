@@ -1,0 +1,406 @@
+"""``ddpm report`` on a tiny REAL study: real train() runs in run folders, an Optuna SQLite storage.
+
+The study (built once for the module) has the seed-default baseline trial, a second completed trial,
+a failed trial (a real divergence) and a pruned trial (pruned by a callback after its first epoch).
+The guidance rows' grids are real samples of each trained model; their FID/accuracy numbers are
+FIXTURE DATA derived from the test loss (the evaluation classifier is not trained in these tests).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from ddpm.cli import main
+from ddpm.config import load_config
+from ddpm.errors import TrainingDiverged
+from ddpm.train import Callback, sample_grid, train
+
+os.environ.setdefault("DDPM_PROGRESS", "0")
+os.environ.setdefault("WANDB_MODE", "disabled")
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+TINY = {"model.num_feat": 8, "data.limit": 256, "data.test_limit": 128, "diffusion.T": 10, "train.epochs": 1,
+        "train.batch_size": 64, "train.lr": 1e-3, "tracking.wandb": "disabled", "train.grid_every": 1}
+OMEGAS = [0.0, 2.0]
+SECTIONS = ["summary", "best", "top", "history", "importances", "losses", "guidance", "grids", "failures", "spec"]
+
+
+class _PruneAfterFirstEpoch(Callback):
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def on_epoch_end(self, run: Any, record: dict[str, Any]) -> None:
+        self.trial.report(record["test_loss"], record["epoch"])
+        raise optuna.TrialPruned(f"pruned at epoch {record['epoch']} (test fixture)")
+
+
+def _objective(root: Path, study_name: str):
+    def objective(trial: optuna.Trial) -> float:
+        start = time.time()
+        params = {"model.num_feat": trial.suggest_categorical("model.num_feat", [8, 16]),
+                  "diffusion.mask_p": trial.suggest_float("diffusion.mask_p", 0.1, 0.3)}
+        name = f"trial-{trial.number}"
+        run_dir = root / study_name / name
+        extra = {**TINY, **params, "name": name, "out_dir": str(root / study_name)}
+        if trial.number == 2:
+            extra["train.lr"] = 1e12  # diverges: a real TrainingDiverged failure
+        cfg = load_config(None, extra=extra)
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("config", cfg.to_dict())
+        callbacks = [_PruneAfterFirstEpoch(trial)] if trial.number == 3 else []
+        try:
+            run = train(cfg, run_dir=run_dir, callbacks=callbacks, quiet=True)
+            rows = []
+            for w in OMEGAS:  # real samples of the trained model; the numbers beside them are fixture data
+                from ddpm.grids import save_grid
+
+                grid = save_grid(sample_grid(run, omega=w, per_class=2), run_dir / "guidance" / f"grid-omega{w:g}.png",
+                                 nrow=2)
+                loss = run.history[-1]["test_loss"]
+                rows.append({"omega": w, "fid": 100 * loss / (1 + 0.5 * w), "floor": 1.5,
+                             "accuracy": min(1.0, 0.1 + 0.2 * w), "diversity": 1.0 / (1 + w), "seconds": 0.5,
+                             "grid": str(grid.relative_to(run_dir))})
+            best = min(rows, key=lambda r: r["fid"])
+            trial.set_user_attr("guidance", rows)
+            trial.set_user_attr("best_omega", best["omega"])
+            resolved = cfg.to_dict()
+            resolved["sample"]["omega"] = best["omega"]
+            trial.set_user_attr("config", resolved)
+            return float(best["fid"])
+        except (optuna.TrialPruned, TrainingDiverged) as e:
+            trial.set_user_attr("failure_reason", f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            trial.set_user_attr("duration_s", round(time.time() - start, 2))
+    return objective
+
+
+@pytest.fixture(scope="module")
+def study_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report-study")
+    url = f"sqlite:///{root / 'tiny' / 'study.db'}"
+    (root / "tiny").mkdir()
+    study = optuna.create_study(study_name="tiny", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.set_user_attr("spec", {"study": "tiny", "base": "fixture", "sampler": {"name": "random", "seed": 0},
+                                 "pruner": {"name": "median"}, "n_trials": 4})
+    study.set_user_attr("objectives", [{"metric": "fid", "direction": "minimize"}])
+    study.set_user_attr("base_experiment", "defaults + tiny fixture overrides")
+    study.enqueue_trial({"model.num_feat": 8, "diffusion.mask_p": 0.1})  # the seed-default baseline
+    study.set_user_attr("baseline_trial", 0)
+    study.enqueue_trial({"model.num_feat": 16, "diffusion.mask_p": 0.25})
+    study.optimize(_objective(root, "tiny"), n_trials=4, catch=(TrainingDiverged,))
+    return root
+
+
+def _storage(root: Path, name: str = "tiny") -> str:
+    return f"sqlite:///{root / name / 'study.db'}"
+
+
+@pytest.fixture(scope="module")
+def report(study_root: Path) -> Path:
+    from ddpm.report import write_report
+
+    return write_report("tiny", storage=_storage(study_root), out_dir=study_root / "report")
+
+
+def test_fixture_study_has_every_trial_state(study_root: Path) -> None:
+    study = optuna.load_study(study_name="tiny", storage=_storage(study_root))
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "PRUNED"]
+
+
+def test_report_has_every_section(report: Path) -> None:
+    out = report.parent
+    html = report.read_text()
+    md = (out / "report.md").read_text()
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in html, key
+        assert f'<a id="{key}"></a>' in md, key
+    titles_html = re.findall(r"<h2>(.*?)</h2>", html)
+    titles_md = re.findall(r"^## (.*)$", md, flags=re.M)
+    assert titles_html == titles_md
+    for text in ("Optimisation history", "Parameter importances", "Loss curves", "Guidance trade-off",
+                 "Samples of the best trial", "seed default", "short study", "TrainingDiverged", "pruned at epoch 1"):
+        assert text in html and text in md, text
+    # self-contained: every image is a data URI; nothing is fetched from anywhere
+    assert re.findall(r'src="(?!data:image/png;base64,)', html) == []
+    assert "http://" not in html and "https://" not in html
+    imgs = re.findall(r"!\[[^\]]*\]\((img/[^)]+)\)", md)
+    assert len(imgs) == html.count("<img ") >= 6
+    assert all((out / p).is_file() for p in imgs)
+    assert "Pareto front" not in html  # single objective
+
+
+def test_trials_csv_has_one_row_per_trial(report: Path, study_root: Path) -> None:
+    rows = list(csv.DictReader((report.parent / "trials.csv").open()))
+    assert [r["state"] for r in rows] == ["complete", "complete", "fail", "pruned"]
+    assert [int(r["number"]) for r in rows] == [0, 1, 2, 3]
+    study = optuna.load_study(study_name="tiny", storage=_storage(study_root))
+    for r, t in zip(rows, study.trials):
+        assert r["params_model.num_feat"] == str(t.params["model.num_feat"])
+        if t.value is not None:
+            assert math.isclose(float(r["value_fid"]), t.value)
+        assert float(r["duration_s"]) >= 0
+
+
+def test_best_config_loads_validates_and_equals_the_best_trial(report: Path, study_root: Path) -> None:
+    study = optuna.load_study(study_name="tiny", storage=_storage(study_root))
+    best = study.best_trial
+    cfg = load_config(report.parent / "best_config.yaml")
+    got, want = cfg.to_dict(), dict(best.user_attrs["config"])
+    assert got["name"] == "tiny-best" and got["out_dir"] == "runs"
+    assert got["sample"]["omega"] == best.user_attrs["best_omega"]
+    for key in ("data", "model", "diffusion", "train", "sample", "tracking"):
+        assert got[key] == want[key], key
+    for k, v in best.params.items():
+        section, name = k.split(".")
+        assert got[section][name] == v
+
+
+def test_best_config_reruns_with_ddpm_train(report: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", str(report.parent / "best_config.yaml"), "--no-wandb"]) == 0
+    assert (tmp_path / "runs" / "tiny-best" / "checkpoints" / "best.pt").is_file()
+
+
+def _copy_trials(src: optuna.Study, dst: optuna.Study, numbers: list[int], values=None) -> None:
+    for i, n in enumerate(numbers):
+        t = src.trials[n]
+        v = values[i] if values is not None else t.values
+        dst.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions, values=v,
+                                                user_attrs=t.user_attrs, state=t.state))
+
+
+def test_single_trial_study_gives_a_report(study_root: Path, tmp_path: Path) -> None:
+    from ddpm.report import write_report
+
+    url = _storage(study_root)
+    src = optuna.load_study(study_name="tiny", storage=url)
+    one = optuna.create_study(study_name="one", storage=url)
+    _copy_trials(src, one, [1])
+    path = write_report("one", storage=url, out_dir=tmp_path / "one")
+    html = path.read_text()
+    assert "need at least 2 completed trials" in html
+    assert "was not run as a baseline" in html
+    assert (tmp_path / "one" / "best_config.yaml").is_file()
+    assert load_config(tmp_path / "one" / "best_config.yaml").model.num_feat == 16
+
+
+def test_study_with_only_failed_trials_gives_a_report(study_root: Path, tmp_path: Path) -> None:
+    from ddpm.report import write_report
+
+    url = _storage(study_root)
+    src = optuna.load_study(study_name="tiny", storage=url)
+    bad = optuna.create_study(study_name="bad", storage=url)
+    _copy_trials(src, bad, [2, 3])
+    html = write_report("bad", storage=url, out_dir=tmp_path / "bad").read_text()
+    assert "No trial has completed yet" in html and "Failed and pruned trials" in html
+    assert not (tmp_path / "bad" / "best_config.yaml").exists()
+
+
+def test_multi_objective_study_has_a_pareto_front(study_root: Path, tmp_path: Path) -> None:
+    from ddpm.report import write_report
+
+    url = _storage(study_root)
+    src = optuna.load_study(study_name="tiny", storage=url)
+    multi = optuna.create_study(study_name="multi", storage=url, directions=["minimize", "maximize"])
+    multi.set_user_attr("objectives", [{"metric": "fid", "direction": "minimize"},
+                                       {"metric": "accuracy", "direction": "maximize"}])
+    _copy_trials(src, multi, [0, 1], values=[[src.trials[0].value, 0.5], [src.trials[1].value, 0.4]])
+    html = write_report("multi", storage=url, out_dir=tmp_path / "multi").read_text()
+    assert '<section id="pareto">' in html and "Pareto-optimal trials" in html
+    assert html.count('<img src="data:image/png;base64,') >= 5
+
+
+def test_missing_study_is_a_one_line_error(study_root: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    url = _storage(study_root)
+    assert main(["report", "nope", "--storage", url, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no study 'nope'" in err and "tiny" in err  # lists the studies present
+    monkeypatch.chdir(tmp_path)  # default storage: runs/nope/study.db, which does not exist
+    assert main(["report", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope" in err and "does not exist" in err
+    assert not (tmp_path / "runs").exists()  # a report never creates a storage
+
+
+def test_cli_prints_the_report_path(study_root: Path, tmp_path: Path, capsys) -> None:
+    assert main(["report", "tiny", "--storage", _storage(study_root), "--out", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "report.html")
+
+
+def test_storage_password_never_appears(tmp_path: Path, capsys) -> None:
+    from ddpm.report.blocks import Section, Table, Text, redact
+
+    url = "postgresql://ddpm:s3cretPW@127.0.0.1:1/optuna"  # nothing listens on port 1
+    assert main(["report", "tiny", "--storage", url, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "s3cretPW" not in err and "ddpm:***@127.0.0.1" in err
+    sections = [Section("s", "t", [Text(f"storage {url}"), Table(["a"], [[url]])])]
+    redact(sections, ["s3cretPW"])
+    assert "s3cretPW" not in repr(sections)
+
+
+# ----------------------------------------------------------------------------------------------
+# a real browser: headless Chromium driven over the DevTools protocol on a pipe (no extra packages)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic", "--hide-scrollbars",
+                  "--remote-debugging-pipe"]
+
+
+class DevTools:
+    """Chrome DevTools Protocol over --remote-debugging-pipe: JSON messages, NUL-separated, fds 3 (in) and 4 (out)."""
+
+    def __init__(self, profile: Path, timeout: float = 60.0) -> None:
+        import shlex
+        import subprocess
+
+        self.timeout, self.events, self._id, self._buf = timeout, [], 0, b""
+        cmd_r, self._w = os.pipe()
+        self._r, out_w = os.pipe()
+        args = " ".join(shlex.quote(a) for a in [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"])
+        self.proc = subprocess.Popen(["sh", "-c", f"exec {args} 3<&{cmd_r} 4>&{out_w}"], pass_fds=(cmd_r, out_w),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(cmd_r)
+        os.close(out_w)
+
+    def _read(self) -> dict[str, Any]:
+        import json
+        import select
+
+        deadline = time.monotonic() + self.timeout
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._r], [], [], left)[0]:
+                raise TimeoutError("chromium did not answer")
+            chunk = os.read(self._r, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buf += chunk
+        msg, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def send(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        import json
+
+        self._id += 1
+        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str) -> dict[str, Any]:
+        for ev in self.events:
+            if ev.get("method") == method:
+                return ev
+        while True:
+            ev = self._read()
+            self.events.append(ev)
+            if ev.get("method") == method:
+                return ev
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._w)
+        os.close(self._r)
+
+
+def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> dict[str, Any]:
+    """Load ``page``; return its images' (naturalWidth, complete), console errors and requests; save a screenshot."""
+    import base64
+
+    dt = DevTools(profile)
+    try:
+        target = dt.send("Target.createTarget", url="about:blank")["targetId"]
+        s = dt.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            dt.send(f"{domain}.enable", s)
+        dt.send("Emulation.setDeviceMetricsOverride", s, width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        dt.events.clear()
+        dt.send("Page.navigate", s, url=page.resolve().as_uri())
+        dt.wait_for("Page.loadEventFired")
+        images = dt.send("Runtime.evaluate", s, returnByValue=True, awaitPromise=True, expression="""
+            Promise.all(Array.from(document.images).map(i => i.decode().then(() => 0, () => 0)))
+              .then(() => Array.from(document.images).map(i => ({w: i.naturalWidth, h: i.naturalHeight,
+                                                               complete: i.complete, alt: i.alt.slice(0, 60)})))
+        """)["result"]["value"]
+        height = dt.send("Runtime.evaluate", s, returnByValue=True,
+                         expression="document.documentElement.scrollHeight")["result"]["value"]
+        dt.send("Emulation.setDeviceMetricsOverride", s, width=1280, height=min(int(height), 16000),
+                deviceScaleFactor=1, mobile=False)
+        shot = dt.send("Page.captureScreenshot", s, format="png")["data"]
+        screenshot.write_bytes(base64.b64decode(shot))
+        errors = []
+        for ev in dt.events:
+            m, p = ev.get("method"), ev.get("params", {})
+            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                errors.append(f"console.{p['type']}: {p.get('args')}")
+            elif m == "Runtime.exceptionThrown":
+                errors.append(f"exception: {p.get('exceptionDetails', {}).get('text')}")
+            elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                errors.append(f"log: {p['entry'].get('text')}")
+            elif m == "Network.loadingFailed":
+                errors.append(f"network: {p.get('errorText')}")
+        requests = [ev["params"]["request"]["url"] for ev in dt.events if ev.get("method") == "Network.requestWillBeSent"]
+        return {"images": images, "errors": errors, "requests": requests}
+    finally:
+        dt.close()
+
+
+def test_report_in_a_real_browser(report: Path, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium (scripts/system-deps.sh)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI runs this test")
+    shot = tmp_path / "report-screenshot.png"
+    result = open_in_chromium(report, shot, tmp_path / "chromium-profile")
+    images = result["images"]
+    assert len(images) == report.read_text().count("<img ") >= 6
+    assert all(i["complete"] and i["w"] > 0 and i["h"] > 0 for i in images), images
+    assert result["errors"] == []
+    # the page itself is the only request: every image is inline, nothing is fetched
+    assert [u for u in result["requests"] if not u.startswith(("file://", "data:"))] == []
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = os.environ.get("DDPM_REPORT_SCREENSHOT")  # keep a copy to look at: DDPM_REPORT_SCREENSHOT=/tmp/shot.png
+    if out:
+        Path(out).write_bytes(shot.read_bytes())
+
+
+def test_browser_check_catches_a_broken_image(tmp_path: Path) -> None:
+    """The browser check is not vacuous: a page with a broken image and a script error fails it."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA" alt="broken">'
+                   '<script>console.error("boom")</script></body></html>')
+    result = open_in_chromium(bad, tmp_path / "bad.png", tmp_path / "profile")
+    assert result["images"][0]["w"] == 0
+    assert any("boom" in e for e in result["errors"])
