@@ -43,6 +43,7 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         _add_common(p)
         p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
         p.add_argument("--no-report", action="store_true", help="skip the report even if the sweep asks for one")
+        p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: cores / workers)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         import time
@@ -55,14 +56,18 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
             raise ConfigError(f"--workers {args.workers}: must be >= 1")
         spec = _load(args)
         url = storage_url(spec)
+        if args.threads and args.workers == 1:
+            import torch
+
+            torch.set_num_threads(args.threads)
         extra = ("--no-wandb",) if args.no_wandb else ()
         start = time.time()
         try:
             study = run_study(spec, url, workers=args.workers, n_trials=args.n_trials, timeout=args.timeout,
-                              extra_worker_args=extra)
+                              extra_worker_args=extra, threads=args.threads)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted: the study is saved in {redact_url(url)}; run "
-                          f"`ddpm sweep {args.sweep}` again to resume it[/]")
+                          f"`ddpm sweep {args.sweep}` again to resume it[/]", soft_wrap=True)
             return 130
         print_trials(study, title=f"study {spec.study}  ({time.time() - start:.0f}s)")
         if spec.report and not args.no_report:
@@ -74,11 +79,11 @@ def _write_report(study: str, url: str, console: Any) -> None:
     try:
         from ddpm.report import write_report
     except ImportError:
-        console.print("note: ddpm.report is not available here; no report written")
+        console.print("note: ddpm.report is not available here; no report written", soft_wrap=True)
         return
     out = Path("reports") / study
     path = write_report(study, url, out)
-    console.print(f"report: {path or out}")
+    console.print(f"report: {path or out}", soft_wrap=True)
 
 
 @register_command("worker")
@@ -133,7 +138,7 @@ class Studies(Command):
 
         urls = _study_storages(args.storage, args.out_dir)
         if not urls:
-            console.print(f"no studies under {args.out_dir}/ (start one with `ddpm sweep sweeps/quickstart.yaml`)")
+            console.print(f"no studies under {args.out_dir}/ (start one with `ddpm sweep sweeps/quickstart.yaml`)", soft_wrap=True)
             return 0
         table = Table(title="studies")
         for col in ("study", "storage", "directions", "complete", "pruned", "failed", "running", "best", "started"):

@@ -69,7 +69,7 @@ class EpochLine(Callback):
     def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
         extra = "".join(f"  {k}={record[k]:.4g}" for k in self.keys if isinstance(record.get(k), (int, float)))
         console.print(f"  trial {self.number} epoch {record['epoch']}/{run.cfg.train.epochs}  "
-                      f"test_noise_loss={record['test_loss']:.4f}{extra}  {record['seconds']:.0f}s")
+                      f"test_noise_loss={record['test_loss']:.4f}{extra}  {record['seconds']:.0f}s", soft_wrap=True)
 
 
 def frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
@@ -141,7 +141,7 @@ class SweepObjective:
                 try:
                     tracker.finish(state, reason)  # type: ignore[attr-defined]
                 except Exception as err:  # tracking must never change a trial's result
-                    console.print(f"[yellow]warning: tracker finish failed: {err}[/]")
+                    console.print(f"[yellow]warning: tracker finish failed: {err}[/]", soft_wrap=True)
 
     def _start(self, trial: optuna.Trial, run_dir: Path) -> None:
         """Record where the trial runs; a retry first copies its predecessor's folder (resume from last.pt)."""
@@ -158,7 +158,7 @@ class SweepObjective:
             epoch = _last_epoch(run_dir)
             trial.set_user_attr("resumed_from_epoch", epoch)
             if self.verbose:
-                console.print(f"trial {trial.number}: retry of trial {history[-1]}, resuming {run_dir} after epoch {epoch}")
+                console.print(f"trial {trial.number}: retry of trial {history[-1]}, resuming {run_dir} after epoch {epoch}", soft_wrap=True)
         elif run_dir.exists():
             shutil.rmtree(run_dir)  # leftovers of an older study of the same name: trial numbers restart at 0
         trial.set_user_attr("run_dir", str(run_dir))

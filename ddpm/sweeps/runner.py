@@ -118,19 +118,22 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
 
 
 def _report_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
-    params = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items())
+    from rich.markup import escape
+
+    params = escape(", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items()))
+    reason = escape(str(t.user_attrs.get("failure_reason") or ""))
     dur = t.user_attrs.get("duration_s")
     took = f"  {dur:.0f}s" if isinstance(dur, (int, float)) else ""
     if t.state == TrialState.COMPLETE:
         names = [o["metric"] for o in study.user_attrs.get("objectives", [])] or ["value"] * len(t.values)
         vals = "  ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
         console.print(f"[green]trial {t.number} complete[/]  {vals}  omega={t.user_attrs.get('best_omega')}  "
-                      f"({params}){took}")
+                      f"({params}){took}", soft_wrap=True)
     elif t.state == TrialState.PRUNED:
-        console.print(f"[yellow]trial {t.number} pruned[/]  {t.user_attrs.get('failure_reason', '')}  ({params}){took}")
+        console.print(f"[yellow]trial {t.number} pruned[/]  {reason}  ({params}){took}", soft_wrap=True)
     else:
-        console.print(f"[red]trial {t.number} {t.state.name.lower()}[/]  {t.user_attrs.get('failure_reason', '')}  "
-                      f"({params}){took}")
+        console.print(f"[red]trial {t.number} {t.state.name.lower()}[/]  {reason}  "
+                      f"({params}){took}", soft_wrap=True)
 
 
 def _short(v: Any) -> str:
@@ -167,7 +170,8 @@ def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[in
 
 
 def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_trials: Optional[int] = None,
-              timeout: Optional[float] = None, extra_worker_args: tuple[str, ...] = ()) -> optuna.Study:
+              timeout: Optional[float] = None, extra_worker_args: tuple[str, ...] = (),
+              threads: Optional[int] = None) -> optuna.Study:
     """Create or resume the study, requeue interrupted trials, run ``workers`` processes until the budget is spent."""
     url = url or storage_url(spec)
     study = load_study(spec, url)
@@ -175,17 +179,17 @@ def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_tr
     b = Budget.of(study)
     console.print(f"study [bold]{spec.study}[/] in {redact_url(url)}: {b.live} trial(s) so far, budget "
                   f"{n_trials or spec.n_trials or '-'} trial(s)" + (f", {timeout or spec.timeout:.0f}s" if (timeout or spec.timeout) else "")
-                  + (f"; resuming interrupted trial(s) {again}" if again else ""))
+                  + (f"; resuming interrupted trial(s) {again}" if again else ""), soft_wrap=True)
     if workers <= 1:
         run_worker(spec, url, n_trials, timeout)
     else:
-        _run_subprocess_workers(spec, url, workers, n_trials, timeout, extra_worker_args)
+        _run_subprocess_workers(spec, url, workers, n_trials, timeout, extra_worker_args, threads)
     return study
 
 
 def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: Optional[int],
-                            timeout: Optional[float], extra: tuple[str, ...]) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
+                            timeout: Optional[float], extra: tuple[str, ...], threads: Optional[int] = None) -> None:
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)  # N workers share the cores, no oversubscription
     args = [sys.executable, "-m", "ddpm", "worker", str(spec.path), "--threads", str(threads), *extra]
     if n_trials is not None:
         args += ["--n-trials", str(n_trials)]
@@ -208,4 +212,4 @@ def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: O
     bad = [c for c in codes if c not in (0,)]
     if bad:
         console.print(f"[yellow]warning: {len(bad)} worker(s) exited with status {bad}; rerun the sweep to "
-                      f"finish any trial they left[/]")
+                      f"finish any trial they left[/]", soft_wrap=True)

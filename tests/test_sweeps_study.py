@@ -1,0 +1,194 @@
+"""Studies end to end with tiny configs: SQLite, Ctrl-C and resume, pruning, two local workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from conftest import REPO
+from ddpm.io import read_jsonl
+from ddpm.sweeps import load_study, load_sweep, run_study
+from ddpm.sweeps.runner import Budget
+
+pytestmark = pytest.mark.slow
+
+TINY = {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 20, "train.epochs": 1,
+        "train.batch_size": 64, "train.lr": 1e-3, "train.grid_every": 0, "sample.steps": None,
+        "tracking.wandb": "disabled"}
+
+
+def sweep_file(tmp_path: Path, **changes) -> Path:
+    data = {
+        "study": "tiny",
+        "base": str(REPO / "experiments" / "cpu-quick.yaml"),
+        "overrides": dict(TINY),
+        "space": {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}},
+        "guidance": None,
+        "objectives": ["test_loss"],
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": "none",
+        "n_trials": 2,
+        "out_dir": str(tmp_path / "runs"),
+    }
+    overrides = changes.pop("overrides", {})
+    data["overrides"].update(overrides)
+    data.update(changes)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets train faster on one thread (and far faster on a busy machine: no OpenMP oversubscription)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    """A DDPM_CACHE holding a quickly trained evaluation classifier (its FID features are what matter here)."""
+    from ddpm.evaluation import classifier_path, save_classifier, train_classifier
+
+    old = os.environ.get("DDPM_CACHE")
+    os.environ["DDPM_CACHE"] = str(tmp_path_factory.mktemp("ddpm-cache"))
+    save_classifier(train_classifier("mnist", epochs=1, limit=512, show_progress=False), classifier_path("mnist"))
+    yield
+    if old is None:
+        os.environ.pop("DDPM_CACHE", None)
+    else:
+        os.environ["DDPM_CACHE"] = old
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+
+
+def test_three_trial_study_on_sqlite(tmp_path, tiny_classifier, monkeypatch, capsys):
+    """Three trials: one good, one whose choice fails config validation (recorded, study goes on), one good;
+    each scored by its guidance grid, with a per-epoch sample FID reported to Optuna."""
+    monkeypatch.chdir(tmp_path)
+    path = sweep_file(
+        tmp_path, study="three",
+        space={"model.num_feat": {"type": "categorical", "choices": [8, 12, 16]}},
+        guidance={"omegas": [0, 2], "n": 20, "sampler": "ddim", "steps": 5},
+        objectives=[{"metric": "fid", "direction": "minimize"}],
+        prune_on={"metric": "sample_fid", "n": 20, "steps": 5},
+        enqueue_baseline=False, enqueue=[{"model.num_feat": 8}, {"model.num_feat": 12}, {"model.num_feat": 16}],
+        n_trials=3)
+    spec = load_sweep(path)
+    study = run_study(spec)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert "model.num_feat = 12" in trials[1].user_attrs["failure_reason"]
+    assert Path(str(spec.study_dir)) == tmp_path / "runs" / "three"
+    for t in (trials[0], trials[2]):
+        run_dir = Path(t.user_attrs["run_dir"])
+        assert run_dir == tmp_path / "runs" / "three" / f"trial-{t.number}"
+        for name in ("config.yaml", "metrics.jsonl", "eval.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+            assert (run_dir / name).is_file(), name
+        rows = t.user_attrs["guidance"]
+        assert [r["omega"] for r in rows] == [0, 2] and all("fid" in r and "accuracy" in r for r in rows)
+        best = min(rows, key=lambda r: r["fid"])
+        assert t.user_attrs["best_omega"] == best["omega"] and t.values == [pytest.approx(best["fid"])]
+        assert t.user_attrs["config"]["sample"]["omega"] == best["omega"]
+        assert t.user_attrs["config"]["model"]["num_feat"] == t.params["model.num_feat"]
+        assert t.user_attrs["duration_s"] > 0
+        assert "sample_fid" in read_jsonl(run_dir / "metrics.jsonl")[0]
+        assert set(t.intermediate_values) == {1}
+    attrs = study.user_attrs
+    assert attrs["objectives"] == [{"metric": "fid", "direction": "minimize"}]
+    assert attrs["spec"]["study"] == "three" and attrs["base_experiment"].endswith("cpu-quick.yaml")
+
+    # a finished study: rerunning it runs nothing more; the tables list it
+    from ddpm.cli import main
+
+    capsys.readouterr()
+    assert main(["sweep", str(path)]) == 0
+    assert len(load_study(spec).trials) == 3
+    assert main(["trials", "three", "--out-dir", str(tmp_path / "runs")]) == 0
+    assert main(["studies", "--out-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "three" in text and "complete" in text and "num_feat = 12" in text
+
+
+def test_pruner_prunes(tmp_path, monkeypatch):
+    """Median pruning: a trial whose epoch-1 value is worse than the completed trial's is stopped there."""
+    monkeypatch.chdir(tmp_path)
+    path = sweep_file(
+        tmp_path, study="prune", overrides={"train.epochs": 2, "data.limit": 256, "train.batch_size": 32},
+        space={"train.lr": {"type": "categorical", "choices": [1e-3, 1e-7]}},
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}, prune_on="test_loss",
+        enqueue=[{"train.lr": 1e-3}, {"train.lr": 1e-7}], n_trials=2)
+    study = run_study(load_sweep(path))
+    t0, t1 = study.get_trials()
+    assert t0.state == TrialState.COMPLETE and set(t0.intermediate_values) == {1, 2}
+    assert t1.state == TrialState.PRUNED, t1.user_attrs
+    assert t1.user_attrs["failure_reason"].startswith("pruned after epoch 1: test_loss")
+    assert [r["epoch"] for r in read_jsonl(Path(t1.user_attrs["run_dir"]) / "metrics.jsonl")] == [1]
+
+
+def test_ctrl_c_then_rerun_resumes_the_trial(tmp_path):
+    """SIGINT mid-trial: exit 130, the storage says 'interrupted'; a rerun resumes that trial from its last
+    checkpoint (not epoch 0) and finishes the study."""
+    path = sweep_file(tmp_path, study="resume", n_trials=2,
+                      overrides={"train.epochs": 3, "data.limit": 512, "train.batch_size": 32})
+    metrics = tmp_path / "runs" / "resume" / "trial-0" / "metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm", "sweep", str(path), "--threads", "1"], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while not read_jsonl(metrics) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "run `ddpm sweep" in out and "again to resume" in out
+
+    spec = load_sweep(path)
+    (t0,) = load_study(spec).get_trials()
+    assert t0.state == TrialState.FAIL and t0.user_attrs["interrupted"] is True
+    done = len(read_jsonl(metrics))
+    assert done >= 1
+
+    study = run_study(spec)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    retry = trials[1]
+    assert retry.system_attrs["retry_history"] == [0] and retry.params == t0.params
+    assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["resumed_from_epoch"] == done
+    epochs = [r["epoch"] for r in read_jsonl(Path(retry.user_attrs["run_dir"]) / "metrics.jsonl")]
+    assert epochs == [1, 2, 3]
+    assert Budget.of(study).live == 2
+
+
+def test_two_workers_share_one_study(tmp_path):
+    """`--workers 2`: two processes against one SQLite file; every trial runs once, in its own folder."""
+    path = sweep_file(tmp_path, study="pair", n_trials=4,
+                      overrides={"train.epochs": 2, "data.limit": 512})
+    r = subprocess.run([sys.executable, "-m", "ddpm", "sweep", str(path), "--workers", "2"], cwd=tmp_path,
+                       env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    study = optuna.load_study(study_name="pair", storage=f"sqlite:///{tmp_path}/runs/pair/study.db")
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert len({t.user_attrs["pid"] for t in trials}) == 2          # both workers ran trials
+    for t in trials:
+        run_dir = Path(t.user_attrs["run_dir"])
+        assert run_dir.name == f"trial-{t.number}"
+        assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]   # trained once
+        assert json.loads(json.dumps(t.user_attrs["config"]))["name"] == f"trial-{t.number}"
