@@ -96,7 +96,7 @@ def test_kill_9_then_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ddpm", *_cli_args(tmp_path, "k", 30)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "k" / "metrics.jsonl"
-    deadline = time.time() + 240
+    deadline = time.time() + 900
     while time.time() < deadline and len(read_jsonl(metrics)) < 2:
         time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
@@ -116,7 +116,7 @@ def test_ctrl_c_exits_cleanly_and_resumes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ddpm", *_cli_args(tmp_path, "c", 30)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "c" / "metrics.jsonl"
-    deadline = time.time() + 240
+    deadline = time.time() + 900
     while time.time() < deadline and len(read_jsonl(metrics)) < 1:
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
