@@ -1,0 +1,127 @@
+"""Guidance sweeps and the cheap per-epoch sample metric: sample, then score with ``ddpm.evaluation.metrics``.
+
+``evaluate_guidance`` is the code path of ``ddpm eval``: each guidance weight is sampled once from the
+same seed (so rows differ only by omega), scored against the test split, and drawn as a 10x10 grid.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ddpm.config import ExperimentConfig
+from ddpm.diffusion import ConditionalDDPM
+from ddpm.evaluation.classifier import EvalClassifier, get_classifier
+from ddpm.evaluation.metrics import fid_to_test, image_metrics, real_floor
+from ddpm.grids import cycle_labels, save_grid
+from ddpm.io import atomic_write_json
+from ddpm.runtime import autocast_dtype, memory_format
+from ddpm.samplers import make_sampler
+
+ROW_KEYS = ("omega", "fid", "floor", "accuracy", "diversity", "seconds", "grid")
+LOWER_IS_BETTER = {"fid": True, "floor": True, "seconds": True, "accuracy": False, "diversity": False}
+
+
+def _device(model: ConditionalDDPM, device: Optional[str | torch.device]) -> torch.device:
+    return torch.device(device) if device is not None else next(model.parameters()).device
+
+
+def generate(model: ConditionalDDPM, cfg: ExperimentConfig, labels: torch.Tensor, omega: float,
+             sampler: str, steps: Optional[int], eta: float, device: torch.device, seed: int = 0,
+             batch_size: int = 500, show_progress: bool = False) -> torch.Tensor:
+    """Images in [0, 1] for ``labels`` at guidance weight ``omega``, on the CPU, in batches from one generator."""
+    s = make_sampler(sampler, steps, eta)
+    g = torch.Generator(device=device).manual_seed(seed)
+    model = model.to(device)
+    out = []
+    for i in range(0, len(labels), batch_size):
+        out.append(s.sample(model, labels[i:i + batch_size].to(device), omega, generator=g,
+                            autocast_dtype=autocast_dtype(cfg.train, device),
+                            memory_format=memory_format(cfg.train), show_progress=show_progress).cpu())
+    return torch.cat(out)
+
+
+def grid_order(labels: torch.Tensor, num_classes: int, per_class: int = 10) -> torch.Tensor:
+    """Indices of up to ``per_class`` samples of each class, class by class (row r = digit r)."""
+    rows = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(num_classes)]
+    if all(len(r) == per_class for r in rows):
+        return torch.cat(rows)
+    return torch.argsort(labels[: num_classes * per_class], stable=True)
+
+
+def _resolve(cfg: ExperimentConfig, sampler: Optional[str], steps: Optional[int], eta: Optional[float]
+             ) -> tuple[str, Optional[int], float]:
+    sampler = sampler or cfg.sample.sampler
+    steps = steps if steps is not None else cfg.sample.steps
+    if steps is not None:
+        steps = max(1, min(int(steps), cfg.diffusion.T))
+    return sampler, steps, float(cfg.sample.eta if eta is None else eta)
+
+
+def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: list[float], n: int = 1000,
+                      sampler: Optional[str] = None, steps: Optional[int] = None, eta: Optional[float] = None,
+                      device: Optional[str | torch.device] = None, out_dir: Optional[str | Path] = None,
+                      seed: int = 0, show_progress: bool = True, checkpoint: Optional[str] = None,
+                      classifier: Optional[EvalClassifier] = None, batch_size: int = 500) -> list[dict[str, Any]]:
+    """Sample ``n`` images (labels cycling 0..K-1) at each guidance weight and score them.
+
+    Returns one row per omega with keys ``ROW_KEYS``; with ``out_dir`` also writes
+    ``out_dir/grids/omega<w>.png`` and ``out_dir/eval.json`` (rows plus sampler, steps, n, checkpoint,
+    classifier accuracy)."""
+    if n < 2:
+        raise ValueError(f"n = {n}: FID needs at least 2 samples")
+    dev = _device(model, device)
+    sampler, steps, eta = _resolve(cfg, sampler, steps, eta)
+    clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev, show_progress=show_progress)
+    floor = real_floor(clf, n, cfg.data.dataset, cfg.data.root)
+    labels = cycle_labels(n, cfg.model.num_classes)
+    out = Path(out_dir) if out_dir is not None else None
+    rows: list[dict[str, Any]] = []
+    for w in omegas:
+        start = time.perf_counter()
+        images = generate(model, cfg, labels, w, sampler, steps, eta, dev, seed, batch_size, show_progress)
+        m = image_metrics(clf, images, labels, cfg.data.root)
+        grid = None
+        if out is not None:
+            rel = Path("grids") / f"omega{w:g}.png"
+            save_grid(images[grid_order(labels, cfg.model.num_classes)], out / rel, nrow=10)
+            grid = rel.as_posix()
+        diversity = None if math.isnan(m["diversity"]) else m["diversity"]   # None: < 2 samples per class
+        rows.append({"omega": float(w), "fid": m["fid"], "floor": floor, "accuracy": m["accuracy"],
+                     "diversity": diversity, "seconds": round(time.perf_counter() - start, 2), "grid": grid})
+    if out is not None:
+        atomic_write_json(out / "eval.json", {
+            "checkpoint": checkpoint, "dataset": cfg.data.dataset, "sampler": sampler, "steps": steps,
+            "eta": eta, "n": n, "seed": seed, "classifier_test_accuracy": clf.test_accuracy,
+            "classifier": clf.key, "rows": rows, "best": best_row(rows) if rows else None,
+            "config": cfg.to_dict()})
+    return rows
+
+
+def best_row(rows: list[dict[str, Any]], key: str = "fid") -> dict[str, Any]:
+    """The row with the best ``key`` (lowest FID/floor/seconds, highest accuracy/diversity); NaNs lose."""
+    lower = LOWER_IS_BETTER.get(key, True)
+    valid = [r for r in rows if r.get(key) is not None and not math.isnan(float(r[key]))]
+    if not valid:
+        raise ValueError(f"no row has a usable {key!r}")
+    return (min if lower else max)(valid, key=lambda r: float(r[key]))
+
+
+def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, n: int = 100, omega: Optional[float] = None,
+                 steps: int = 20, sampler: str = "ddim", seed: int = 0, eta: float = 0.0,
+                 device: Optional[str | torch.device] = None,
+                 classifier: Optional[EvalClassifier] = None) -> dict[str, float]:
+    """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps, the
+    config's omega unless given) -> ``sample_fid`` (classifier-feature FID to the test split) and
+    ``sample_accuracy``. The same n, seed and step count make it comparable across schedules and T."""
+    dev = _device(model, device)
+    clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev)
+    w = cfg.sample.omega if omega is None else omega
+    labels = cycle_labels(n, cfg.model.num_classes)
+    images = generate(model, cfg, labels, w, sampler, min(steps, cfg.diffusion.T), eta, dev, seed, batch_size=n)
+    feats, preds = clf.features_and_predictions(images)
+    return {"sample_fid": fid_to_test(clf, feats, cfg.data.root),
+            "sample_accuracy": float((preds == labels).double().mean())}
