@@ -178,9 +178,10 @@ class SweepObjective:
             from ddpm.evaluation import evaluate_guidance
 
             g = spec.guidance
-            model, _, _ = load_model(run.run_dir, run.device)
+            model, _, ckpt = load_model(run.run_dir, run.device)  # best.pt, as `ddpm sample` would load it
             rows = evaluate_guidance(model, cfg, omegas=g.omegas, n=g.n, sampler=g.sampler, steps=g.steps,
-                                     eta=g.eta, device=run.device, out_dir=run.run_dir, seed=g.seed)
+                                     eta=g.eta, device=run.device, out_dir=run.run_dir, seed=g.seed,
+                                     checkpoint=str(ckpt.get("path")))
             rows = [_plain(r) for r in rows]
             best = best_guidance_row(rows, OBJECTIVE_METRICS[g.select or "fid"])
             best_omega = float(best["omega"])

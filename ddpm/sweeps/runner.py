@@ -195,7 +195,7 @@ def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: O
         args += ["--n-trials", str(n_trials)]
     if timeout is not None:
         args += ["--timeout", str(timeout)]
-    env = {**os.environ, STORAGE_ENV: url}
+    env = {**os.environ, STORAGE_ENV: url, "DDPM_PROGRESS": "0"}  # N workers' progress bars would garble the terminal
     procs = [subprocess.Popen(args + ["--worker-id", str(i)], env=env) for i in range(workers)]
     try:
         codes = [p.wait() for p in procs]
