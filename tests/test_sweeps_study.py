@@ -192,3 +192,20 @@ def test_two_workers_share_one_study(tmp_path):
         assert run_dir.name == f"trial-{t.number}"
         assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]   # trained once
         assert json.loads(json.dumps(t.user_attrs["config"]))["name"] == f"trial-{t.number}"
+
+
+def test_grid_runs_every_point_once_and_marks_the_baseline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = sweep_file(tmp_path, study="grid", sampler={"name": "grid", "seed": 0}, n_trials=None,
+                      overrides={"data.limit": 64, "data.test_limit": 64, "diffusion.T": 10},
+                      space={"diffusion.schedule": ["linear", "cosine"], "train.lr": [1e-3, 2e-3]},
+                      enqueue_baseline=True)
+    spec = load_sweep(path)
+    assert spec.n_trials == 4                      # the grid's size
+    study = run_study(spec)
+    trials = study.get_trials()
+    points = sorted((t.params["diffusion.schedule"], t.params["train.lr"]) for t in trials)
+    assert points == [("cosine", 1e-3), ("cosine", 2e-3), ("linear", 1e-3), ("linear", 2e-3)]
+    (base,) = [t for t in trials if t.user_attrs.get("baseline")]
+    assert base.params == {"diffusion.schedule": "linear", "train.lr": 1e-3}
+    assert study.user_attrs["baseline_trial"] == base.number

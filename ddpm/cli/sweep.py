@@ -70,9 +70,25 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
                           f"`ddpm sweep {args.sweep}` again to resume it[/]", soft_wrap=True)
             return 130
         print_trials(study, title=f"study {spec.study}  ({time.time() - start:.0f}s)")
+        _log_study(study, spec, console)
         if spec.report and not args.no_report:
             _write_report(spec.study, url, console)
         return 0
+
+
+def _log_study(study: Any, spec: Any, console: Any) -> None:
+    """One study-level W&B run (optimisation history, importances) when tracking is on."""
+    try:
+        from ddpm.tracking import log_study
+    except ImportError:
+        return
+    cfg = spec.base_config()
+    if cfg.tracking.wandb == "disabled":
+        return
+    try:
+        log_study(study, group=spec.study, cfg=cfg)
+    except Exception as e:  # tracking never turns a finished study into an error
+        console.print(f"[yellow]warning: could not log the study to W&B: {e}[/]", soft_wrap=True)
 
 
 def _write_report(study: str, url: str, console: Any) -> None:

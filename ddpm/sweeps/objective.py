@@ -101,7 +101,7 @@ class SweepObjective:
             params = {k: dist.suggest(trial, k) for k, dist in spec.space.items()}
             name = f"trial-{trial.number}"
             run_dir = spec.study_dir / name
-            self._start(trial, run_dir)
+            self._start(trial, run_dir, params)
             cfg = trial_config(spec, params, name)  # a choice the config rejects fails this trial only
             trial.set_user_attr("config", cfg.to_dict())
             callbacks: list[Callback] = []
@@ -143,7 +143,7 @@ class SweepObjective:
                 except Exception as err:  # tracking must never change a trial's result
                     console.print(f"[yellow]warning: tracker finish failed: {err}[/]", soft_wrap=True)
 
-    def _start(self, trial: optuna.Trial, run_dir: Path) -> None:
+    def _start(self, trial: optuna.Trial, run_dir: Path, params: dict[str, Any]) -> None:
         """Record where the trial runs; a retry first copies its predecessor's folder (resume from last.pt)."""
         ft = frozen(trial)
         history = ft.system_attrs.get("retry_history") or []
@@ -164,7 +164,10 @@ class SweepObjective:
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        if ft.user_attrs.get("baseline"):
+        baseline = ft.user_attrs.get("baseline") or (
+            self.spec.sampler == "grid" and self.spec.enqueue_baseline and params == self.spec.baseline_params())
+        if baseline:
+            trial.set_user_attr("baseline", True)
             trial.study.set_user_attr("baseline_trial", trial.number)
 
     def _score(self, trial: optuna.Trial, cfg: Any, run: TrainState, tracker: Optional[Callback]

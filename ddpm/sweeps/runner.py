@@ -74,7 +74,7 @@ def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True) 
         study.set_user_attr("objectives", spec.objective_summary())
         study.set_user_attr("base_experiment", str(spec.base))
         study.set_user_attr("sweep_file", str(spec.path))
-        if spec.enqueue_baseline:
+        if spec.enqueue_baseline and spec.sampler != "grid":  # a grid runs the baseline's point anyway
             study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
             waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                        if t.user_attrs.get("baseline")]

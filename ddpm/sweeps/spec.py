@@ -416,6 +416,8 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
                 raise ConfigError(f"{src}: enqueue_baseline: the base's {k} = {v!r} is outside the space "
                                   f"({space[k].describe()}); widen the space or set enqueue_baseline: false")
     enq = raw.get("enqueue") or []
+    if enq and spec.sampler == "grid":
+        raise ConfigError(f"{src}: enqueue with sampler grid: the grid already runs every combination once")
     if not isinstance(enq, list):
         raise ConfigError(f"{src}: enqueue must be a list of {{key: value}} mappings of searched keys")
     for i, e in enumerate(enq):
