@@ -102,7 +102,7 @@ def test_sequential_runs_do_not_collide_and_pruned_state_is_recorded(tiny_cfg, w
 
     dirs = []
     for n in range(2):
-        cfg = tiny_cfg(**{"tracking.wandb": "offline", "name": f"trial-{n}", "train.epochs": 2})
+        cfg = tiny_cfg(**{"tracking.wandb": "offline", "name": f"trial-{n}", "train.epochs": 2 - n})
         tracker = tracker_callback(cfg, job_type="trial", group="study-b", name=f"trial-{n}",
                                    extra_config={"trial": {"number": n}})
         callbacks = [tracker] + ([_PruneAtFirstEpoch()] if n == 1 else [])
@@ -136,11 +136,48 @@ def test_training_finishes_when_wandb_cannot_start(tiny_cfg, wandb_offline, caps
     assert err.count("warning: W&B start failed") == 1, err
 
 
-def test_disabled_tracking_writes_nothing(tiny_cfg, wandb_offline):
-    cfg = tiny_cfg(**{"tracking.wandb": "disabled"})
-    tracker = tracker_callback(cfg, job_type="train")
-    assert type(tracker) is Tracker
-    run = train(cfg, callbacks=[tracker], quiet=True)
-    tracker.log_guidance([{"omega": 0.0, "grid": "x.png"}], run.run_dir)
-    tracker.finish("complete")
-    assert not (run.run_dir / "wandb").exists()
+def test_disabled_tracking_writes_nothing(tiny_cfg, wandb_offline, monkeypatch):
+    cfg = tiny_cfg(**{"tracking.wandb": "offline"})
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # the env switch wins over the config (tests, CI)
+    for configured in ("offline", "disabled"):
+        cfg.tracking.wandb = configured
+        tracker = tracker_callback(cfg, job_type="eval")
+        assert type(tracker) is Tracker
+        tracker.start(cfg.run_dir)  # ddpm eval: a run without training
+        tracker.log_guidance([{"omega": 0.0, "fid": 1.0, "grid": "x.png"}], cfg.run_dir)
+        tracker.log_summary({"best/fid": 1.0})
+        tracker.finish("complete")
+    assert not (cfg.run_dir / "wandb").exists()
+
+
+def test_study_run_logs_history_trials_and_importances(tiny_cfg, wandb_offline):
+    import optuna
+
+    from ddpm.tracking import log_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="study-c", sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(t):
+        x, w = t.suggest_float("diffusion.mask_p", 0.0, 0.5), t.suggest_int("model.num_feat", 8, 32, step=8)
+        if t.number == 3:
+            raise optuna.TrialPruned()
+        return (x - 0.2) ** 2 + 0.01 * w
+
+    study.optimize(objective, n_trials=8)
+    cfg = tiny_cfg(**{"tracking.wandb": "offline"})
+    run_id = log_study(study, cfg=cfg, dir=wandb_offline / "study")
+    assert run_id
+    wb = read_offline_run(offline_runs(wandb_offline / "study")[0])
+    assert (wb.group, wb.job_type, wb.name) == ("study-c", "study", "study-study-c")
+    rows = [h for h in wb.history if "value" in h]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [h["trial"] for h in rows] == [t.number for t in complete]
+    assert [h["value"] for h in rows] == [t.value for t in complete]
+    best = [h["best_value"] for h in rows]
+    assert best == sorted(best, reverse=True) and best[-1] == study.best_value
+    assert wb.summary["best/value"] == study.best_value and wb.summary["best/trial"] == study.best_trial.number
+    assert wb.summary["n_pruned"] == 1 and wb.summary["n_complete"] == 7
+    assert {"importance/diffusion.mask_p", "importance/model.num_feat"} <= set(wb.summary)
+    assert any(k.startswith("study/trials") for h in wb.history for k in h)
+    assert any(k.startswith("study/param_importances") for h in wb.history for k in h)

@@ -96,7 +96,11 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
     for rec in read_records(logs[0]):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
-            out = out or OfflineRun(run_dir, rec.run)
+            if out is None:
+                out = OfflineRun(run_dir, rec.run)
+            elif rec.run.tags:  # a later run record is an update (e.g. run.tags set after init)
+                del out.run.tags[:]
+                out.run.tags.extend(rec.run.tags)
             for item in rec.run.config.update:
                 out.config[_key(item)] = json.loads(item.value_json)
         elif out is None:

@@ -31,6 +31,7 @@ class RunSpec:
     mode: str = "offline"                # online | offline | disabled (resolved, never auto)
     dir: Optional[Path] = None           # where the backend writes its files; None = the run folder
     log_checkpoint: bool = False         # upload best.pt as a model artifact at the end
+    step_metric: str = "epoch"           # the x axis of every chart (a study run uses "trial")
 
 
 class Tracker(Callback):
@@ -56,6 +57,9 @@ class Tracker(Callback):
 
     def log_summary(self, values: dict[str, Any]) -> None:
         """Add values to the run summary (best values, final state, ...)."""
+
+    def log(self, values: dict[str, Any]) -> None:
+        """One history row (include the step metric, e.g. ``epoch``, so charts line up)."""
 
     def finish(self, state: str = "complete", reason: Optional[str] = None) -> None:
         """Close the run with its final state; safe to call twice."""

@@ -101,9 +101,10 @@ class WandbTracker(Tracker):
                 name=spec.name, tags=list(dict.fromkeys(t[:64] for t in spec.tags if t)),
                 config=redact(spec.config), dir=str(wb_dir), mode=spec.mode, reinit="create_new",
                 settings=settings)
-            self._run.define_metric("epoch")
-            self._run.define_metric("*", step_metric="epoch")
-            self._run.define_metric(RECORD_KEYS["test_loss"], step_metric="epoch", summary="min")
+            self._run.define_metric(spec.step_metric)
+            self._run.define_metric("*", step_metric=spec.step_metric)
+            if spec.step_metric == "epoch":
+                self._run.define_metric(RECORD_KEYS["test_loss"], step_metric="epoch", summary="min")
             self._announce()
         except Exception as e:
             self._run = None
@@ -153,6 +154,12 @@ class WandbTracker(Tracker):
                 pass
 
     # -- training hooks ----------------------------------------------------------------------------
+
+    def on_train_start(self, run: TrainState) -> None:
+        if run.epoch:  # --resume: a new W&B run that continues the epoch axis where the last one stopped
+            self.spec.config = {**self.spec.config, "resumed_from_epoch": run.epoch}
+        self._last_epoch = run.epoch
+        self.start(run.run_dir)
 
     def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
         if self._run is None:
@@ -235,6 +242,14 @@ class WandbTracker(Tracker):
             self._run.log(data)
         except Exception as e:
             self._fail("log_guidance", e)
+
+    def log(self, values: dict[str, Any]) -> None:
+        if self._run is None:
+            return
+        try:
+            self._run.log(values)
+        except Exception as e:
+            self._fail("log", e)
 
     def log_summary(self, values: dict[str, Any]) -> None:
         if self._run is None:
