@@ -13,6 +13,10 @@ from wandb_reader import offline_runs, read_offline_run
 
 pytestmark = pytest.mark.slow
 
+# smaller than conftest.TINY: fewer images, a 2-step respaced sampler for the per-epoch grid
+FAST = {"data.limit": 128, "data.test_limit": 64, "sample.steps": 2, "tracking.wandb": "offline"}
+NO_GRID = {**FAST, "train.grid_every": 0}
+
 
 @pytest.fixture
 def wandb_offline(tmp_path, monkeypatch):
@@ -35,7 +39,7 @@ def _only_run(run_dir: Path):
 
 
 def test_trial_run_mirrors_metrics_grids_config_and_guidance(tiny_cfg, wandb_offline):
-    cfg = tiny_cfg(**{"train.epochs": 2, "tracking.wandb": "offline", "name": "trial-3"})
+    cfg = tiny_cfg(**{**FAST, "train.epochs": 2, "name": "trial-3"})
     params = {"model.num_feat": 8, "diffusion.schedule": "linear"}
     tracker = tracker_callback(cfg, job_type="trial", group="study-a", name="trial-3",
                                extra_config={"study": "study-a", "trial": {"number": 3, "params": params},
@@ -102,7 +106,7 @@ def test_sequential_runs_do_not_collide_and_pruned_state_is_recorded(tiny_cfg, w
 
     dirs = []
     for n in range(2):
-        cfg = tiny_cfg(**{"tracking.wandb": "offline", "name": f"trial-{n}", "train.epochs": 2 - n})
+        cfg = tiny_cfg(**{**NO_GRID, "name": f"trial-{n}", "train.epochs": 2 - n})
         tracker = tracker_callback(cfg, job_type="trial", group="study-b", name=f"trial-{n}",
                                    extra_config={"trial": {"number": n}})
         callbacks = [tracker] + ([_PruneAtFirstEpoch()] if n == 1 else [])
@@ -124,7 +128,7 @@ def test_sequential_runs_do_not_collide_and_pruned_state_is_recorded(tiny_cfg, w
 
 
 def test_training_finishes_when_wandb_cannot_start(tiny_cfg, wandb_offline, capsys):
-    cfg = tiny_cfg(**{"tracking.wandb": "offline"})
+    cfg = tiny_cfg(**NO_GRID)
     cfg.run_dir.mkdir(parents=True)
     (cfg.run_dir / "wandb").write_text("a file where W&B wants its folder: fails even as root\n")
     tracker = tracker_callback(cfg, job_type="train")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ def read_records(path: str | Path) -> list[pb.Record]:
         if kind == 0 and length == 0:    # preallocated zeros at the end of the file
             break
         payload = data[pos + CHUNK_HEADER:pos + CHUNK_HEADER + length]
+        if len(payload) < length:        # a chunk still being written
+            break
         if zlib.crc32(bytes([kind]) + payload) & 0xFFFFFFFF != crc:
             raise ValueError(f"{path}: bad chunk checksum at byte {pos}")
         pos += CHUNK_HEADER + length
@@ -86,9 +89,24 @@ class OfflineRun:
         return sorted((self.dir / "files" / "media" / "images").glob("**/*.png"))
 
 
-def read_offline_run(run_dir: str | Path) -> OfflineRun:
-    """``run_dir`` is an ``offline-run-*`` folder (or a folder holding exactly one ``run-*.wandb``)."""
-    run_dir = Path(run_dir)
+def read_offline_run(run_dir: str | Path, wait_s: float = 60.0) -> OfflineRun:
+    """``run_dir`` is an ``offline-run-*`` folder (or a folder holding exactly one ``run-*.wandb``).
+
+    ``run.finish()`` returns before W&B's service has flushed and closed the log, so this waits (up to
+    ``wait_s``) until the log ends with the run's exit record.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            out = _parse_offline_run(Path(run_dir))
+        except ValueError:
+            out = None
+        if (out is not None and out.exit_code is not None) or time.monotonic() > deadline:
+            return out if out is not None else _parse_offline_run(Path(run_dir))
+        time.sleep(0.1)
+
+
+def _parse_offline_run(run_dir: Path) -> OfflineRun:
     logs = sorted(run_dir.glob("run-*.wandb"))
     if len(logs) != 1:
         raise FileNotFoundError(f"{run_dir}: expected one run-*.wandb, found {logs}")
