@@ -1,9 +1,11 @@
-"""``ddpm report`` on a tiny REAL study: real train() runs in run folders, an Optuna SQLite storage.
+"""``ddpm report`` on a tiny REAL study: ``run_study`` (the sweep runner) trains every trial with the
+CLI's ``train()`` into run folders, scores it with the evaluation module's guidance grid, and stores it
+in an Optuna SQLite file. The only shortcut: the evaluation classifier is trained on 512 images for one
+epoch (its FIDs are real numbers, of a weak classifier).
 
-The study (built once for the module) has the seed-default baseline trial, a second completed trial,
-a failed trial (a real divergence) and a pruned trial (pruned by a callback after its first epoch).
-The guidance rows' grids are real samples of each trained model; their FID/accuracy numbers are
-FIXTURE DATA derived from the test loss (the evaluation classifier is not trained in these tests).
+The study holds the seed-default baseline trial, a second completed trial, a failed trial (its
+num_feat is rejected by config validation) and a pruned trial (median pruner on the test loss).
+Single-trial, failed-only and two-objective studies are copies of these real trials.
 """
 from __future__ import annotations
 
@@ -17,91 +19,68 @@ from typing import Any
 
 import optuna
 import pytest
+import yaml
 
 from ddpm.cli import main
 from ddpm.config import load_config
-from ddpm.errors import TrainingDiverged
-from ddpm.train import Callback, sample_grid, train
 
 os.environ.setdefault("DDPM_PROGRESS", "0")
 os.environ.setdefault("WANDB_MODE", "disabled")
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-TINY = {"model.num_feat": 8, "data.limit": 256, "data.test_limit": 128, "diffusion.T": 10, "train.epochs": 1,
-        "train.batch_size": 64, "train.lr": 1e-3, "tracking.wandb": "disabled", "train.grid_every": 1}
-OMEGAS = [0.0, 2.0]
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 10, "train.epochs": 1,
+        "train.batch_size": 32, "train.lr": 1e-3, "train.grid_every": 1, "sample.steps": 2,
+        "tracking.wandb": "disabled"}
 SECTIONS = ["summary", "best", "top", "history", "importances", "losses", "guidance", "grids", "failures", "spec"]
 
 
-class _PruneAfterFirstEpoch(Callback):
-    def __init__(self, trial: optuna.Trial) -> None:
-        self.trial = trial
-
-    def on_epoch_end(self, run: Any, record: dict[str, Any]) -> None:
-        self.trial.report(record["test_loss"], record["epoch"])
-        raise optuna.TrialPruned(f"pruned at epoch {record['epoch']} (test fixture)")
-
-
-def _objective(root: Path, study_name: str):
-    def objective(trial: optuna.Trial) -> float:
-        start = time.time()
-        params = {"model.num_feat": trial.suggest_categorical("model.num_feat", [8, 16]),
-                  "diffusion.mask_p": trial.suggest_float("diffusion.mask_p", 0.1, 0.3)}
-        name = f"trial-{trial.number}"
-        run_dir = root / study_name / name
-        extra = {**TINY, **params, "name": name, "out_dir": str(root / study_name)}
-        if trial.number == 2:
-            extra["train.lr"] = 1e12  # diverges: a real TrainingDiverged failure
-        cfg = load_config(None, extra=extra)
-        trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("config", cfg.to_dict())
-        callbacks = [_PruneAfterFirstEpoch(trial)] if trial.number == 3 else []
-        try:
-            run = train(cfg, run_dir=run_dir, callbacks=callbacks, quiet=True)
-            rows = []
-            for w in OMEGAS:  # real samples of the trained model; the numbers beside them are fixture data
-                from ddpm.grids import save_grid
-
-                grid = save_grid(sample_grid(run, omega=w, per_class=2), run_dir / "guidance" / f"grid-omega{w:g}.png",
-                                 nrow=2)
-                loss = run.history[-1]["test_loss"]
-                rows.append({"omega": w, "fid": 100 * loss / (1 + 0.5 * w), "floor": 1.5,
-                             "accuracy": min(1.0, 0.1 + 0.2 * w), "diversity": 1.0 / (1 + w), "seconds": 0.5,
-                             "grid": str(grid.relative_to(run_dir))})
-            best = min(rows, key=lambda r: r["fid"])
-            trial.set_user_attr("guidance", rows)
-            trial.set_user_attr("best_omega", best["omega"])
-            resolved = cfg.to_dict()
-            resolved["sample"]["omega"] = best["omega"]
-            trial.set_user_attr("config", resolved)
-            return float(best["fid"])
-        except (optuna.TrialPruned, TrainingDiverged) as e:
-            trial.set_user_attr("failure_reason", f"{type(e).__name__}: {e}")
-            raise
-        finally:
-            trial.set_user_attr("duration_s", round(time.time() - start, 2))
-    return objective
+def _sweep_file(root: Path) -> Path:
+    sweep = {
+        "study": "tiny",
+        "base": str(REPO / "experiments" / "cpu-quick.yaml"),
+        "overrides": dict(TINY),
+        "space": {"model.num_feat": {"type": "categorical", "choices": [8, 12]},
+                  "train.lr": {"type": "categorical", "choices": [1e-7, 1e-3, 3e-3]},
+                  "diffusion.mask_p": {"type": "categorical", "choices": [0.1, 0.3]}},
+        "guidance": {"omegas": [0, 2], "n": 20, "sampler": "ddim", "steps": 3},
+        "objectives": [{"metric": "fid", "direction": "minimize"}],
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+        "prune_on": "test_loss",
+        "enqueue_baseline": True,                                                        # trial 0
+        "enqueue": [{"model.num_feat": 8, "train.lr": 3e-3, "diffusion.mask_p": 0.3},   # trial 1
+                    {"model.num_feat": 12, "train.lr": 1e-3, "diffusion.mask_p": 0.1},  # 2: fails validation
+                    {"model.num_feat": 8, "train.lr": 1e-7, "diffusion.mask_p": 0.1}],  # 3: barely trains, pruned
+        "n_trials": 4,
+        "out_dir": str(root / "runs"),
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
 
 
 @pytest.fixture(scope="module")
 def study_root(tmp_path_factory) -> Path:
+    from ddpm.evaluation import classifier_path, save_classifier, train_classifier
+    from ddpm.sweeps import load_sweep, run_study
+
     root = tmp_path_factory.mktemp("report-study")
-    url = f"sqlite:///{root / 'tiny' / 'study.db'}"
-    (root / "tiny").mkdir()
-    study = optuna.create_study(study_name="tiny", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
-    study.set_user_attr("spec", {"study": "tiny", "base": "fixture", "sampler": {"name": "random", "seed": 0},
-                                 "pruner": {"name": "median"}, "n_trials": 4})
-    study.set_user_attr("objectives", [{"metric": "fid", "direction": "minimize"}])
-    study.set_user_attr("base_experiment", "defaults + tiny fixture overrides")
-    study.enqueue_trial({"model.num_feat": 8, "diffusion.mask_p": 0.1})  # the seed-default baseline
-    study.set_user_attr("baseline_trial", 0)
-    study.enqueue_trial({"model.num_feat": 16, "diffusion.mask_p": 0.25})
-    study.optimize(_objective(root, "tiny"), n_trials=4, catch=(TrainingDiverged,))
+    old = os.environ.get("DDPM_CACHE")
+    os.environ["DDPM_CACHE"] = str(root / "cache")
+    try:
+        save_classifier(train_classifier("mnist", epochs=1, limit=512, show_progress=False), classifier_path("mnist"))
+        run_study(load_sweep(_sweep_file(root)))
+    finally:
+        if old is None:
+            os.environ.pop("DDPM_CACHE", None)
+        else:
+            os.environ["DDPM_CACHE"] = old
     return root
 
 
-def _storage(root: Path, name: str = "tiny") -> str:
-    return f"sqlite:///{root / name / 'study.db'}"
+def _storage(root: Path) -> str:
+    return f"sqlite:///{root / 'runs' / 'tiny' / 'study.db'}"
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +107,7 @@ def test_report_has_every_section(report: Path) -> None:
     titles_md = re.findall(r"^## (.*)$", md, flags=re.M)
     assert titles_html == titles_md
     for text in ("Optimisation history", "Parameter importances", "Loss curves", "Guidance trade-off",
-                 "Samples of the best trial", "seed default", "short study", "TrainingDiverged", "pruned at epoch 1"):
+                 "Samples of the best trial", "seed default", "short study", "model.num_feat = 12", "pruned after epoch 1"):
         assert text in html and text in md, text
     # self-contained: every image is a data URI; nothing is fetched from anywhere
     assert re.findall(r'src="(?!data:image/png;base64,)', html) == []
@@ -191,7 +170,8 @@ def test_single_trial_study_gives_a_report(study_root: Path, tmp_path: Path) -> 
     assert "need at least 2 completed trials" in html
     assert "was not run as a baseline" in html
     assert (tmp_path / "one" / "best_config.yaml").is_file()
-    assert load_config(tmp_path / "one" / "best_config.yaml").model.num_feat == 16
+    cfg = load_config(tmp_path / "one" / "best_config.yaml")
+    assert (cfg.train.lr, cfg.diffusion.mask_p) == (3e-3, 0.3)
 
 
 def test_study_with_only_failed_trials_gives_a_report(study_root: Path, tmp_path: Path) -> None:
@@ -263,17 +243,31 @@ class DevTools:
     """Chrome DevTools Protocol over --remote-debugging-pipe: JSON messages, NUL-separated, fds 3 (in) and 4 (out)."""
 
     def __init__(self, profile: Path, timeout: float = 60.0) -> None:
-        import shlex
         import subprocess
+        import sys
 
         self.timeout, self.events, self._id, self._buf = timeout, [], 0, b""
         cmd_r, self._w = os.pipe()
         self._r, out_w = os.pipe()
-        args = " ".join(shlex.quote(a) for a in [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"])
-        self.proc = subprocess.Popen(["sh", "-c", f"exec {args} 3<&{cmd_r} 4>&{out_w}"], pass_fds=(cmd_r, out_w),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the child's ends go to fds >= 100 first, so moving them to 3 and 4 cannot clobber one with the other
+        cmd_r, out_w = (self._high(fd) for fd in (cmd_r, out_w))
+        args = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
+        # a tiny launcher puts the pipe ends on fds 3 and 4, where --remote-debugging-pipe expects them
+        launch = f"import os; os.dup2({cmd_r}, 3); os.dup2({out_w}, 4); os.execv({args[0]!r}, {args!r})"
+        self.log = profile.parent / f"{profile.name}.stderr.txt"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-c", launch], pass_fds=(cmd_r, out_w),
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         os.close(cmd_r)
         os.close(out_w)
+
+    @staticmethod
+    def _high(fd: int) -> int:
+        import fcntl
+
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+        os.close(fd)
+        return high
 
     def _read(self) -> dict[str, Any]:
         import json
@@ -283,10 +277,11 @@ class DevTools:
         while b"\0" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._r], [], [], left)[0]:
-                raise TimeoutError("chromium did not answer")
+                raise TimeoutError(f"chromium did not answer within {self.timeout:.0f} s")
             chunk = os.read(self._r, 1 << 20)
             if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
+                tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+                raise RuntimeError(f"chromium closed the DevTools pipe; its stderr ends: {tail}")
             self._buf += chunk
         msg, self._buf = self._buf.split(b"\0", 1)
         return json.loads(msg)
