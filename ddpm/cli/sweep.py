@@ -157,19 +157,19 @@ class Studies(Command):
             console.print(f"no studies under {args.out_dir}/ (start one with `ddpm sweep sweeps/quickstart.yaml`)", soft_wrap=True)
             return 0
         table = Table(title="studies")
-        for col in ("study", "storage", "directions", "complete", "pruned", "failed", "running", "best", "started"):
-            table.add_column(col, justify="right" if col in ("complete", "pruned", "failed", "running") else "left")
+        for col in ("study", "trials", "best", "started", "storage"):
+            table.add_column(col)
+        TS = optuna.trial.TrialState
         for url in urls:
             storage = open_storage(url)
             for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
                 study = optuna.load_study(study_name=s.study_name, storage=storage)
                 trials = study.get_trials(deepcopy=False)
-                count = {st: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
-                TS = optuna.trial.TrialState
-                table.add_row(s.study_name, redact_url(url), ",".join(d.name.lower()[:3] for d in s.directions),
-                              str(count[TS.COMPLETE]), str(count[TS.PRUNED]), str(count[TS.FAIL]),
-                              str(count[TS.RUNNING]), _best(study), f"{s.datetime_start:%Y-%m-%d %H:%M}"
-                              if s.datetime_start else "-")
+                counts = [(sum(t.state == st for t in trials), st.name.lower())
+                          for st in (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING, TS.WAITING)]
+                table.add_row(s.study_name, ", ".join(f"{n} {name}" for n, name in counts if n) or "none",
+                              _best(study), f"{s.datetime_start:%Y-%m-%d %H:%M}" if s.datetime_start else "-",
+                              redact_url(url))
         console.print(table)
         return 0
 
