@@ -44,7 +44,7 @@ def test_trial_run_mirrors_metrics_grids_config_and_guidance(tiny_cfg, wandb_off
     tracker = tracker_callback(cfg, job_type="trial", group="study-a", name="trial-3",
                                extra_config={"study": "study-a", "trial": {"number": 3, "params": params},
                                              "storage": "postgresql://ddpm:hunter2@db/optuna"},
-                               tags=["study-a"], finish_on_train_end=False)
+                               tags=["study-a"], finish_on_train_end=False, log_checkpoint=True)
     assert isinstance(tracker, WandbTracker)
     run = train(cfg, callbacks=[tracker], quiet=True)
     # a sweep adds the guidance table after train() returns, then closes the run itself
@@ -88,6 +88,8 @@ def test_trial_run_mirrors_metrics_grids_config_and_guidance(tiny_cfg, wandb_off
     # a table with images travels as a run_table artifact holding the guidance grids
     (art,) = [a for a in wb.artifacts if a.type == "run_table" and "guidancetable" in a.name]
     assert len([c for c in art.manifest.contents if c.path.startswith("media/images/")]) == 2
+    (model,) = [a for a in wb.artifacts if a.type == "model"]
+    assert model.name == "trial-3-best" and [c.path for c in model.manifest.contents] == ["best.pt"]
     assert wb.summary["state"] == "complete"
     assert wb.summary["best/test_noise_loss"] == min(r["test_loss"] for r in local)
     assert wb.summary["best/fid"] == 20.0 and wb.summary["epochs_completed"] == 2

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlparse
 
+from rich.markup import escape
+
 from ddpm.progress import console
 from ddpm.redact import redact
 from ddpm.tracking.base import RunSpec, Tracker, register_tracker
@@ -82,7 +84,6 @@ class WandbTracker(Tracker):
         self._run: Any = None
         self._broken = False
         self._last_epoch = 0
-        self._state: Optional[str] = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -113,7 +114,7 @@ class WandbTracker(Tracker):
     def _announce(self) -> None:
         global _offline_notice_shown
         if self.spec.mode == "online":
-            console.print(f"W&B run: {self._run.url}")
+            console.print(f"W&B run: {self._run.url}", soft_wrap=True)
             return
         with _notice_lock:
             if _offline_notice_shown:
@@ -121,7 +122,7 @@ class WandbTracker(Tracker):
             _offline_notice_shown = True
         sync_dir = Path(self._run.settings.sync_dir)
         console.print(f"W&B offline: runs under {sync_dir.parent}/offline-run-*; "
-                      f"upload with `wandb sync {sync_dir}` (one folder per run)")
+                      f"upload with `wandb sync {sync_dir}` (one folder per run)", soft_wrap=True)
 
     def finish(self, state: str = "complete", reason: Optional[str] = None) -> None:
         run, self._run = self._run, None
@@ -144,8 +145,10 @@ class WandbTracker(Tracker):
     def _fail(self, what: str, e: Exception) -> None:
         if not self._broken:
             self._broken = True
-            console.print(f"[yellow]warning: W&B {what} failed ({type(e).__name__}: {e}); training goes on "
-                          f"without W&B for run '{self.spec.name}' (metrics.jsonl and grids are still written)[/]")
+            why = escape(redact(f"{type(e).__name__}: {e}"))
+            console.print(f"[yellow]warning: W&B {what} failed ({why}); W&B tracking stops for run "
+                          f"'{escape(self.spec.name)}', training goes on (metrics.jsonl and grids are still "
+                          f"written)[/]", soft_wrap=True)
         if self._run is not None:  # stop logging, but close the run so its process does not linger
             run, self._run = self._run, None
             try:
@@ -202,7 +205,6 @@ class WandbTracker(Tracker):
                     self._log_checkpoint(run)
             except Exception as e:
                 self._fail("summary", e)
-        self._state = status
         if self.finish_on_train_end:
             self.finish(status, reason)
 
