@@ -95,18 +95,22 @@ def _trial_label(data: StudyData, t: TrialData) -> str:
 
 def _environment(data: StudyData) -> str:
     """Where the trials ran and how big they were: a reader must not mistake a smoke study for a result."""
+    import socket
+
     recorded = data.study.user_attrs.get("environment")
-    devices = sorted({str(t.trial.user_attrs.get("device") or t.trial.user_attrs.get("environment"))
-                      for t in data.trials if t.trial.user_attrs.get("device") or t.trial.user_attrs.get("environment")})
+    hosts = sorted({str(t.trial.user_attrs["host"]) for t in data.trials if t.trial.user_attrs.get("host")})
     cfgs = [t.config for t in data.trials if t.config]
+    devices = sorted({str(c.get("train", {}).get("device", "auto")) for c in cfgs})
     parts: list[str] = []
     if recorded:
         parts.append(f"Environment: {recorded}.")
-    elif devices:
-        parts.append(f"Trials ran on: {', '.join(devices)}.")
-    elif cfgs:
-        wanted = sorted({str(c.get("train", {}).get("device", "auto")) for c in cfgs})
-        parts.append(f"Trials asked for `train.device` = {', '.join(wanted)} (auto = CUDA when present, else CPU).")
+    elif hosts == [socket.gethostname()]:
+        parts.append(f"Environment: the trials ran on this machine, {_machine()}, with `train.device` = "
+                     f"{', '.join(devices) or 'auto'}.")
+    else:
+        where = f" on host(s) {', '.join(hosts)}" if hosts else ""
+        parts.append(f"Environment: the trials ran{where} with `train.device` = {', '.join(devices) or 'auto'} "
+                     f"(auto = CUDA when present, else CPU); this report was written on {_machine()}.")
     if cfgs:
         epochs = [c.get("train", {}).get("epochs") for c in cfgs]
         limits = [c.get("data", {}).get("limit") for c in cfgs]
@@ -120,7 +124,6 @@ def _environment(data: StudyData) -> str:
         if (max_ep is not None and max_ep < 10) or (len(lim) == len(limits) and lim):
             parts.append("This is a short study: it ranks configs at a small budget; its models are not "
                          "converged and its FIDs are not comparable to fully trained ones.")
-    parts.append(f"Report written on {_machine()}.")
     return " ".join(parts)
 
 
@@ -129,7 +132,7 @@ def _machine() -> str:
         import torch
 
         if torch.cuda.is_available():
-            return f"a GPU machine ({torch.cuda.get_device_name(0)})"
+            return f"a GPU machine ({torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores)"
     except Exception:
         pass
     model = platform.processor() or platform.machine()
@@ -155,8 +158,13 @@ def summary(ctx: ReportContext) -> Section:
         states[t.state] = states.get(t.state, 0) + 1
     start, end = d.time_span()
     total = sum(t.duration_s or 0.0 for t in d.trials)
-    rows = [
-        ["study", d.name],
+    attrs = d.study.user_attrs
+    rows = [["study", d.name]]
+    if d.spec.get("description"):
+        rows.append(["description", str(d.spec["description"])])
+    if attrs.get("sweep_file"):
+        rows.append(["sweep file", f"`{attrs['sweep_file']}`"])
+    rows += [
         ["storage", d.storage],
         ["objective" + ("s" if d.multi_objective else ""),
          "; ".join(f"{o.metric} ({o.direction}, {o.arrow})" for o in d.objectives)],
@@ -185,7 +193,7 @@ def best(ctx: ReportContext) -> Section:
              Text(f"Rerun it as is: `ddpm train {ctx.out_dir / 'best_config.yaml'}` (its name is "
                   f"`{ctx.data.name}-best`, its sampling default `sample.omega` is the best omega).")]
     if ctx.best_config_yaml:
-        lines.append(Code(ctx.best_config_yaml, "yaml", title="best_config.yaml"))
+        lines.append(Code(ctx.best_config_yaml.rstrip(), "yaml", title="best_config.yaml"))
     return Section("best", "Best trial and its config", lines)
 
 
@@ -360,8 +368,8 @@ def grids(ctx: ReportContext) -> Section:
             blocks.append(Text(f"omega = {fmt(r.get('omega'))}: grid `{rel}` is missing or unreadable.", note=True))
             continue
         blocks.append(Figure(f"grid-omega{float(r['omega']):g}", data,
-                             f"omega = {fmt(r.get('omega'))}: row r holds digit r; accuracy {fmt(r.get('accuracy'))},"
-                             f" FID {fmt(r.get('fid'))}."))
+                             f"omega = {fmt(r.get('omega'))}: samples ordered by requested digit; accuracy "
+                             f"{fmt(r.get('accuracy'))}, FID {fmt(r.get('fid'))}."))
     if not any(isinstance(x, Figure) for x in blocks):
         last = next((m["grid"] for m in reversed(b.metrics) if m.get("grid")), None)
         path = b.run_dir / str(last) if last else None
