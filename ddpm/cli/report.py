@@ -16,7 +16,7 @@ class Report(Command):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("study", help="study name")
         p.add_argument("--storage", default=None,
-                       help="Optuna storage URL (default: the sweep's default storage of STUDY)")
+                       help="Optuna storage URL (default: sqlite:///runs/STUDY/study.db, where ddpm sweep puts it)")
         p.add_argument("--out", default=None, help="output folder (default: reports/STUDY)")
 
     def take_action(self, args: argparse.Namespace) -> int:
