@@ -399,3 +399,52 @@ def test_browser_check_catches_a_broken_image(tmp_path: Path) -> None:
     result = open_in_chromium(bad, tmp_path / "bad.png", tmp_path / "profile")
     assert result["images"][0]["w"] == 0
     assert any("boom" in e for e in result["errors"])
+
+
+def _postgres_url() -> str:
+    """The test server's URL (scripts/system-deps.sh writes .postgres-url); skip outside CI when absent."""
+    from ddpm.errors import DDPMError
+    from ddpm.sweeps import open_storage
+
+    url = os.environ.get("DDPM_TEST_POSTGRES")
+    if not url and (REPO / ".postgres-url").is_file():
+        url = (REPO / ".postgres-url").read_text().strip()
+    why = None
+    if not url:
+        why = "no PostgreSQL URL (set DDPM_TEST_POSTGRES, or run scripts/system-deps.sh as root)"
+    else:
+        try:
+            open_storage(url)
+        except DDPMError as e:
+            why = f"PostgreSQL not reachable: {e}"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs the PostgreSQL test server: {why}")
+        pytest.skip(why)
+    return url  # type: ignore[return-value]
+
+
+def test_report_from_postgres_never_shows_the_password(study_root: Path, tmp_path: Path, capsys) -> None:
+    import uuid
+    from urllib.parse import urlsplit
+
+    url = _postgres_url()
+    password = urlsplit(url).password
+    assert password
+    name = f"report-pg-{uuid.uuid4().hex[:8]}"
+    src = optuna.load_study(study_name="tiny", storage=_storage(study_root))
+    pg = optuna.create_study(study_name=name, storage=url)
+    try:
+        for key, value in src.user_attrs.items():
+            pg.set_user_attr(key, value)
+        _copy_trials(src, pg, [0, 1, 2, 3])
+        out = tmp_path / "pg"
+        assert main(["report", name, "--storage", url, "--out", str(out)]) == 0
+        printed = capsys.readouterr()
+        files = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".html", ".md", ".csv", ".yaml")]
+        assert {p.name for p in files} == {"report.html", "report.md", "trials.csv", "best_config.yaml"}
+        for text in [printed.out, printed.err] + [p.read_text() for p in files]:
+            assert password not in text
+        assert f"{urlsplit(url).username}:***@" in (out / "report.html").read_text()
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
