@@ -178,7 +178,7 @@ def test_ctrl_c_then_rerun_resumes_the_trial(tmp_path):
 def test_two_workers_share_one_study(tmp_path):
     """`--workers 2`: two processes against one SQLite file; every trial runs once, in its own folder."""
     path = sweep_file(tmp_path, study="pair", n_trials=4,
-                      overrides={"train.epochs": 2, "data.limit": 512})
+                      overrides={"train.epochs": 2, "data.limit": 256})
     r = subprocess.run([sys.executable, "-m", "ddpm", "sweep", str(path), "--workers", "2"], cwd=tmp_path,
                        env=env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -187,6 +187,7 @@ def test_two_workers_share_one_study(tmp_path):
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert len({t.user_attrs["pid"] for t in trials}) == 2          # both workers ran trials
+    assert len({t.params["train.lr"] for t in trials}) == 4         # seeded workers do not propose the same points
     for t in trials:
         run_dir = Path(t.user_attrs["run_dir"])
         assert run_dir.name == f"trial-{t.number}"

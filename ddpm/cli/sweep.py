@@ -112,7 +112,7 @@ The URL may also come from the DDPM_SWEEP_STORAGE environment variable (keeps th
         p.add_argument("sweep", help="sweep YAML (the same file the study was started from)")
         _add_common(p)
         p.add_argument("--threads", type=int, help="torch CPU threads for this worker")
-        p.add_argument("--worker-id", help=argparse.SUPPRESS)
+        p.add_argument("--worker-id", type=int, help=argparse.SUPPRESS)
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ddpm.sweeps.runner import STORAGE_ENV, run_worker, storage_url
@@ -123,7 +123,8 @@ The URL may also come from the DDPM_SWEEP_STORAGE environment variable (keeps th
             torch.set_num_threads(args.threads)
         spec = _load(args, storage=args.storage or os.environ.get(STORAGE_ENV))
         try:
-            run_worker(spec, storage_url(spec), n_trials=args.n_trials, timeout=args.timeout)
+            worker = int(args.worker_id) if args.worker_id is not None else None
+            run_worker(spec, storage_url(spec), n_trials=args.n_trials, timeout=args.timeout, worker=worker)
         except KeyboardInterrupt:
             return 130
         return 0

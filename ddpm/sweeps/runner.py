@@ -53,11 +53,23 @@ def redacted_spec(spec: SweepSpec) -> dict[str, Any]:
     return raw
 
 
-def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True) -> optuna.Study:
+def worker_seed(seed: Optional[int], worker: Optional[int]) -> Optional[int]:
+    """Worker k of a sweep samples with seed + k: seeded workers with one seed would propose the same
+    points. A worker started by hand (no index) offsets by its process id."""
+    if seed is None or worker == 0:
+        return seed
+    return seed + (worker if worker is not None else 1000 + os.getpid() % 100_000)
+
+
+def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
+               worker: Optional[int] = 0) -> optuna.Study:
     """The sweep's study in its storage: created (with its attributes and enqueued trials) if new."""
     url = url or storage_url(spec)
     storage = open_storage(url, _heartbeat(spec, url))
-    sampler = make_sampler(spec.sampler, spec.sampler_kwargs, spec.space, len(spec.objectives))
+    kwargs = dict(spec.sampler_kwargs)
+    if "seed" in kwargs:
+        kwargs["seed"] = worker_seed(kwargs["seed"], worker)
+    sampler = make_sampler(spec.sampler, kwargs, spec.space, len(spec.objectives))
     pruner = make_pruner(spec.pruner, spec.pruner_kwargs)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if spec.study in existing:
@@ -141,12 +153,12 @@ def _short(v: Any) -> str:
 
 
 def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[int] = None,
-               timeout: Optional[float] = None, verbose: bool = True) -> int:
+               timeout: Optional[float] = None, verbose: bool = True, worker: Optional[int] = 0) -> int:
     """Run trials of the study until its budget is used up (or ``timeout`` s pass); returns trials run here."""
     url = url or storage_url(spec)
     n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
-    study = load_study(spec, url)
+    study = load_study(spec, url, worker=worker)
     objective = SweepObjective(spec, verbose=verbose)
     heartbeat = _heartbeat(spec, url)
     start, ran = time.monotonic(), 0
