@@ -73,10 +73,6 @@ def fmt_seconds(s: Optional[float]) -> str:
     return f"{s / 3600:.2f} h"
 
 
-def _objective_text(data: StudyData) -> str:
-    return "; ".join(f"{o.direction} `{o.metric}`" for o in data.objectives)
-
-
 def _spec_name(spec: dict[str, Any], key: str) -> str:
     v = spec.get(key)
     if isinstance(v, dict):
