@@ -173,6 +173,7 @@ def test_ctrl_c_then_rerun_resumes_the_trial(tmp_path):
     epochs = [r["epoch"] for r in read_jsonl(Path(retry.user_attrs["run_dir"]) / "metrics.jsonl")]
     assert epochs == [1, 2, 3]
     assert Budget.of(study).live == 2
+    assert trials[2].params != retry.params            # the resumed sampler does not replay the first run's proposals
 
 
 def test_two_workers_share_one_study(tmp_path):

@@ -211,6 +211,7 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
         best = {t.number for t in study.best_trials}
     except ValueError:
         pass
+    retried_as = {n: t.number for t in trials for n in t.system_attrs.get("retry_history", [])[-1:]}
     for t in trials:
         state = t.state.name.lower()
         if t.user_attrs.get("baseline"):
@@ -221,6 +222,8 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
         values = [f"{v:.4g}" for v in t.values] if complete and t.values else ["-"] * len(names)
         dur = t.user_attrs.get("duration_s")
         note = "best" if t.number in best else (t.user_attrs.get("failure_reason") or "")
+        if t.number in retried_as:
+            note = f"{note or 'worker stopped sending heartbeats'}; retried as #{retried_as[t.number]}"
         style = "green" if t.state == optuna.trial.TrialState.COMPLETE else None
         table.add_row(str(t.number), state, *[_fmt(t.params.get(k)) for k in keys], *values,
                       _fmt(t.user_attrs.get("best_omega")), f"{dur:.0f}" if isinstance(dur, (int, float)) else "-",

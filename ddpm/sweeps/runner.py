@@ -66,12 +66,14 @@ def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
     """The sweep's study in its storage: created (with its attributes and enqueued trials) if new."""
     url = url or storage_url(spec)
     storage = open_storage(url, _heartbeat(spec, url))
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     kwargs = dict(spec.sampler_kwargs)
-    if "seed" in kwargs:
-        kwargs["seed"] = worker_seed(kwargs["seed"], worker)
+    if kwargs.get("seed") is not None:
+        # a resumed study must not replay the first run's random proposals: offset by the trials so far
+        done = existing[spec.study].n_trials if spec.study in existing else 0
+        kwargs["seed"] = worker_seed(kwargs["seed"], worker) + 1000 * done
     sampler = make_sampler(spec.sampler, kwargs, spec.space, len(spec.objectives))
     pruner = make_pruner(spec.pruner, spec.pruner_kwargs)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if spec.study in existing:
         have = [d.name.lower() for d in existing[spec.study].directions]
         if have != spec.directions:
