@@ -1,0 +1,150 @@
+"""``ddpm bench``."""
+from __future__ import annotations
+
+import argparse
+from datetime import date
+from pathlib import Path
+
+from ddpm.cli import Command, register_command
+from ddpm.errors import ConfigError
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+    if text.strip().lower() == "none":  # quality curve (or ablation) only
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated integers, e.g. 32,64,128") from None
+    if not values or any(v < 8 or v % 8 for v in values):  # "none" returns above
+        raise ConfigError(f"{flag} {text!r}: widths must be positive multiples of 8 (the net's GroupNorm has 8 groups)")
+    return values
+
+
+@register_command("bench")
+class Bench(Command):
+    """Benchmark the seed-faithful path against the fast path, side by side, e.g.
+    ddpm bench --widths 32,64,128
+    ddpm bench --quick --widths 64 --ablate 64
+    ddpm bench --widths 64 --checkpoint runs/seed --quality-n 200
+    Training images/s (the real train loop, after a warm-up epoch), seconds per guided sampling step
+    for a 100-image grid, the grid's time (faithful: 400-step DDPM; fast: --fast-sampler/--fast-steps),
+    the ratios and the same-seed test-loss parity. Writes JSON (and a markdown table beside it)."""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("overrides", nargs="*", help="dotted overrides of the base config, key.sub=value")
+        p.add_argument("--config", help="base experiment YAML (default: the seed's DMConfig)")
+        p.add_argument("--widths", default="32,64,128", help="model.num_feat values (default 32,64,128)")
+        p.add_argument("--quick", action="store_true",
+                       help="batch 64, 2 timed steps, 2 sampling steps, 128 test images (a smoke run); "
+                            "data.test_limit=N sets the parity's test images")
+        p.add_argument("--batch-size", type=int, help="training batch (default 256; 64 with --quick)")
+        p.add_argument("--train-steps", type=int, help="optimiser steps per timed epoch (default 3)")
+        p.add_argument("--repeats", type=int, default=1, help="timed epochs per path and width (default 1)")
+        p.add_argument("--sample-steps", type=int, help="timed sampling steps per path and width (default 3)")
+        p.add_argument("--grid-images", type=int, default=100, help="images of the guided grid (default 100)")
+        p.add_argument("--fast-sampler", default="ddpm", help="the fast path's grid sampler (default ddpm)")
+        p.add_argument("--fast-steps", type=int, default=50, help="the fast path's grid steps (default 50)")
+        p.add_argument("--fast-eta", type=float, default=0.0, help="DDIM eta of the fast grid (default 0)")
+        p.add_argument("--full-grid", action="store_true", help="time whole grids, not s/step x steps")
+        p.add_argument("--cuda-graphs", action="store_true", help="fast sampling through a CUDA graph (CUDA only)")
+        p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+        p.add_argument("--ablate", type=int, metavar="WIDTH", help="also time each fast-path knob at WIDTH")
+        p.add_argument("--checkpoint", help="trained run folder or .pt: add the quality-against-steps curve")
+        p.add_argument("--quality-n", type=int, default=200, help="samples per quality setting (default 200)")
+        p.add_argument("--quality-settings", help="sampler:steps[:eta] list for the quality curve (default: "
+                       "ddpm:T, ddpm 25/50/100, ddim eta 0 and 1 at 25/50/100), e.g. ddpm:T,ddim:50:1")
+        p.add_argument("--omega", type=float, default=2.0, help="guidance weight of the quality curve")
+        p.add_argument("--merge", nargs="+", metavar="JSON",
+                       help="measure nothing: merge earlier bench JSON files (rows, ablation, quality) into --out")
+        p.add_argument("--out", help="JSON path (default reports/benchmarks/<device>-<date>.json); "
+                                     "a .md table is written beside it")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ddpm.bench import QUALITY_SETTINGS, BenchSettings, markdown, parse_settings, print_result, run_bench
+        from ddpm.config import load_config
+        from ddpm.io import atomic_write_json, atomic_write_text
+        from ddpm.progress import console
+        from ddpm.runtime import resolve_device
+        from ddpm.samplers import SAMPLERS
+
+        if args.merge:
+            return _merge(args)
+        base = load_config(args.config, list(args.overrides))
+        if args.fast_sampler not in SAMPLERS:
+            raise ConfigError(f"--fast-sampler {args.fast_sampler!r}: unknown; valid: {', '.join(sorted(SAMPLERS))}")
+        for flag, value in (("--batch-size", args.batch_size), ("--train-steps", args.train_steps),
+                            ("--repeats", args.repeats), ("--sample-steps", args.sample_steps),
+                            ("--fast-steps", args.fast_steps), ("--threads", args.threads),
+                            ("--quality-n", args.quality_n), ("--grid-images", args.grid_images)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} {value}: must be >= 1")
+        if args.checkpoint and not Path(args.checkpoint).exists():
+            raise ConfigError(f"--checkpoint {args.checkpoint}: no such run folder or file")
+        quick = args.quick
+        s = BenchSettings(widths=parse_ints(args.widths, "--widths"),
+                          batch_size=args.batch_size or (64 if quick else 256),
+                          train_steps=args.train_steps or (2 if quick else 3), repeats=args.repeats,
+                          sample_steps=args.sample_steps or (2 if quick else 3),
+                          fast_sampler=args.fast_sampler, fast_steps=args.fast_steps, fast_eta=args.fast_eta,
+                          grid_images=args.grid_images,
+                          test_limit=base.data.test_limit or (128 if quick else 512), full_grid=args.full_grid,
+                          cuda_graphs=args.cuda_graphs, threads=args.threads)
+        if args.ablate is not None:
+            parse_ints(str(args.ablate), "--ablate")
+        device = resolve_device(base.train.device)
+        out = Path(args.out or f"reports/benchmarks/{device.type}-{date.today().isoformat()}.json")
+        command = "ddpm bench " + " ".join(_argv_of(args))
+
+        def save(result: dict) -> None:
+            result["command"] = command
+            atomic_write_json(out, result)
+            atomic_write_text(out.with_suffix(".md"), markdown(result))
+
+        settings = QUALITY_SETTINGS
+        if args.quality_settings:
+            try:
+                settings = parse_settings(args.quality_settings)
+            except ValueError as e:
+                raise ConfigError(f"--quality-settings {e}") from None
+            bad = [name for name, _, _ in settings if name not in SAMPLERS]
+            if bad:
+                raise ConfigError(f"--quality-settings: unknown sampler {bad[0]!r}; valid: {', '.join(sorted(SAMPLERS))}")
+        result = run_bench(base, s, ablate_width=args.ablate, checkpoint=args.checkpoint,
+                           quality_n=args.quality_n, omega=args.omega, quality_settings=settings,
+                           log=lambda m: console.print(f"[dim]{m}[/]"), on_update=save)
+        print_result(result)
+        print(f"wrote {out} and {out.with_suffix('.md')}")
+        return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    import json
+
+    from ddpm.bench import FORMAT, markdown, merge_results, print_result
+    from ddpm.io import atomic_write_json, atomic_write_text
+
+    results = []
+    for path in args.merge:
+        try:
+            res = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--merge {path}: not a readable JSON file ({e})") from None
+        if not isinstance(res, dict) or res.get("format") != FORMAT:
+            raise ConfigError(f"--merge {path}: not a ddpm bench result (format {FORMAT} expected)")
+        results.append(res)
+    if not args.out:
+        raise ConfigError("--merge needs --out PATH for the merged JSON")
+    out = Path(args.out)
+    merged = merge_results(results)
+    atomic_write_json(out, merged)
+    atomic_write_text(out.with_suffix(".md"), markdown(merged))
+    print_result(merged)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    import sys
+
+    return sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []

@@ -1,0 +1,63 @@
+"""``ddpm bench`` runs end to end at a tiny size and writes its JSON and markdown (no timing asserts)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ddpm.bench import cheapest_within_noise, noise_tolerance
+from ddpm.cli import main
+
+TINY = ["diffusion.T=20", "data.test_limit=32"]
+
+
+def test_bench_runs_tiny_and_writes_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("DDPM_PROGRESS", "0")
+    out = tmp_path / "bench.json"
+    rc = main(["bench", *TINY, "--widths", "8", "--quick", "--batch-size", "16", "--train-steps", "1",
+               "--sample-steps", "1", "--fast-steps", "5", "--grid-images", "20", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["format"] == "ddpm-bench/1"
+    (row,) = result["rows"]
+    assert row["width"] == 8
+    for path in ("faithful", "fast"):
+        tr, sa = row[path]["train"], row[path]["sample"]
+        assert tr["images_per_s"] > 0 and tr["steps"] == 2
+        assert sa["seconds_per_step"] > 0 and sa["images"] == 20
+    assert row["faithful"]["sample"]["steps"] == 20 and row["faithful"]["sample"]["estimated"]
+    assert row["fast"]["sample"]["steps"] == 5
+    assert row["ratios"]["train_images_per_s"] > 0
+    # same init, same images in the same order, same noise: the two paths' losses agree closely
+    p = row["parity"]
+    assert abs(p["relative"]) < 0.05, p
+    assert result["targets"]["width"] == 8
+    md = out.with_suffix(".md").read_text()
+    assert "| 8 |" in md and "faithful img/s" in md
+    assert "grid times are estimates" in capsys.readouterr().err
+
+
+def test_bench_rejects_bad_widths(capsys):
+    assert main(["bench", "--widths", "12"]) == 2
+    assert "--widths" in capsys.readouterr().err
+
+
+def _row(sampler, steps, acc, fid, eta=0.0, n=200):
+    return {"sampler": sampler, "steps": steps, "eta": eta, "accuracy": acc, "fid": fid, "n": n, "omega": 2.0}
+
+
+def test_cheapest_within_noise_picks_fewest_steps_that_keep_quality():
+    rows = [_row("ddpm", 400, 0.90, 20.0), _row("ddpm", 25, 0.70, 40.0), _row("ddpm", 50, 0.89, 21.0),
+            _row("ddim", 25, 0.60, 22.0), _row("ddim", 50, 0.88, 20.5, eta=1.0)]
+    pick = cheapest_within_noise(rows)
+    assert pick["reference"]["steps"] == 400
+    assert pick["choice"]["steps"] == 50 and pick["choice"]["sampler"] == "ddpm"
+    assert pick["speedup_steps"] == pytest.approx(8.0)
+    tol = noise_tolerance(rows[0])
+    assert 0.05 < tol["accuracy"] < 0.07 and tol["fid"] == pytest.approx(3.0)
+
+
+def test_cheapest_within_noise_falls_back_to_the_reference():
+    rows = [_row("ddpm", 400, 0.95, 10.0), _row("ddim", 25, 0.50, 60.0)]
+    assert cheapest_within_noise(rows)["choice"]["steps"] == 400
