@@ -153,7 +153,7 @@ def test_ddpm_eval_end_to_end(clf, tiny_model, tmp_path, capsys):
     model, cfg = tiny_model
     ckpt = tmp_path / "model.pt"
     save_checkpoint(ckpt, {"model": model.state_dict(), "ema": None, "config": cfg.to_dict()})
-    rc = main(["eval", str(ckpt), "--omega", "0,1", "--n", "10", "--sampler", "ddim", "--steps", "2",
+    rc = main(["eval", str(ckpt), "--omega", "-1,1", "--n", "10", "--sampler", "ddim", "--steps", "2",
                "--device", "cpu", "--out", str(tmp_path / "ev")])
     assert rc == 0
     out = capsys.readouterr().out
