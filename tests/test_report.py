@@ -29,7 +29,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 10, "train.epochs": 1,
+TINY = {"data.limit": 128, "data.test_limit": 64, "model.num_feat": 8, "diffusion.T": 10, "train.epochs": 1,
         "train.batch_size": 32, "train.lr": 1e-3, "train.grid_every": 1, "sample.steps": 2,
         "tracking.wandb": "disabled"}
 SECTIONS = ["summary", "best", "top", "history", "importances", "losses", "guidance", "grids", "failures", "spec"]
