@@ -141,3 +141,10 @@ def test_sample_cli_writes_grids_and_npz(tiny_cfg, tmp_path):
     assert bad.returncode == 2 and "--omega 'two'" in bad.stderr and "Traceback" not in bad.stderr
     missing = run_cli("sample", str(tmp_path / "nothing.pt"))
     assert missing.returncode == 2 and "no such checkpoint" in missing.stderr
+
+
+def test_negative_guidance_weights_parse_on_every_command():
+    from ddpm.cli import build_parser
+
+    args = build_parser().parse_args(["sample", "x.pt", "--omega", "-1,0,0.5"])
+    assert args.omega == "-1,0,0.5"

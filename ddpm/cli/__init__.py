@@ -10,12 +10,17 @@ import argparse
 import importlib
 import os
 import pkgutil
+import re
 import sys
 from typing import Optional
 
 from ddpm.errors import DDPMError
 
 COMMANDS: dict[str, type["Command"]] = {}
+
+# `--omega -1,0,0.5` must read as a value, not an option: argparse only takes plain negative numbers
+# as values, so every subcommand's matcher is widened to comma-separated lists of numbers.
+_NEGATIVE_LIST = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(,[-+]?\d*\.?\d*([eE][-+]?\d+)?)*$")
 
 
 def register_command(name: str):
@@ -52,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         doc = (cls.__doc__ or "").strip()
         p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        p._negative_number_matcher = _NEGATIVE_LIST  # type: ignore[attr-defined]
         cmd = cls()
         cmd.add_arguments(p)
         p.set_defaults(_cmd=cmd)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from ddpm.cli import Command, register_command
@@ -40,9 +39,6 @@ class Eval(Command):
     `ddpm eval train-classifier [--dataset mnist]` trains (or shows) the cached evaluation classifier."""
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        # `--omega -1,0,0.5` must read as a value, not an option: argparse only accepts plain negative
-        # numbers as values, so widen its matcher to comma-separated lists of numbers.
-        p._negative_number_matcher = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(,[-+]?\d*\.?\d*([eE][-+]?\d+)?)*$")
         p.add_argument("checkpoint", help=f"a .pt checkpoint or a run folder; or `{TRAIN_CLASSIFIER}`")
         p.add_argument("--omega", default="-1,0,0.5,1,2,5,10",
                        help="comma-separated guidance weights (default: the seed's -1,0,0.5,1,2,5,10)")
