@@ -39,6 +39,16 @@ def classifier_path(dataset: str) -> Path:
     return cache_dir() / "classifiers" / f"{dataset}-{dataset_fingerprint(dataset)}.pt"
 
 
+# Classifiers shipped with the package (``ddpm eval train-classifier --force`` retrains the same one
+# deterministically): a fresh clone scores samples without first spending minutes of CPU on training.
+SHIPPED_DIR = Path(__file__).parent / "pretrained"
+
+
+def shipped_classifier_path(dataset: str) -> Optional[Path]:
+    path = SHIPPED_DIR / classifier_path(dataset).name
+    return path if path.is_file() else None
+
+
 class ClassifierNet(nn.Module):
     """Three 3x3 conv stages (16, 32, 64 channels, BatchNorm, ReLU; max-pool after the first two) and a
     128-wide penultimate layer: about 2.3 M multiply-adds an image, so it trains in minutes on 2 CPU cores."""
@@ -203,8 +213,11 @@ def get_classifier(dataset: str = "mnist", root: Optional[str] = None, device: s
     key = (str(path), str(torch.device(device)))
     if key in _LOADED and path.is_file():
         return _LOADED[key]
+    shipped = shipped_classifier_path(dataset) if root is None else None
     if path.is_file():
         clf = load_classifier(path, device)
+    elif shipped is not None:
+        clf = load_classifier(shipped, device)
     elif not train_if_missing:
         raise DataError(f"{path}: no evaluation classifier for {dataset}; run `ddpm eval train-classifier --dataset {dataset}`")
     else:
