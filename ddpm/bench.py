@@ -462,4 +462,7 @@ def markdown(result: dict[str, Any]) -> str:
     if tg:
         lines += ["", f"Training ratio at width {tg['width']}: {tg['train_ratio']:.2f}x (target {tg['train_target']:g}x, "
                       f"{'met' if tg['train_met'] else 'not met'})."]
+        if "grid_ratio_equal_quality" in tg:
+            lines += [f"Grid at equal quality ({tg['grid_setting']}) at width {tg['width']}: "
+                      f"{tg['grid_ratio_equal_quality']:.1f}x (target 10x, {'met' if tg['grid_met'] else 'not met'})."]
     return "\n".join(lines) + "\n"
