@@ -217,12 +217,15 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                 model.train()
                 b_task = progress.add_task(f"epoch {epoch}", total=len(batches), info="")
                 total, n_img, start = 0.0, 0, time.perf_counter()
-                for x, y in batches:
+                # the loss sum stays on the device; CUDA syncs (finite check, progress) every sync_every steps
+                loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+                sync_every = 50 if device.type == "cuda" else 1
+                for step, (x, y) in enumerate(batches):
                     x = x.to(device, non_blocking=True).contiguous(memory_format=mem)
                     y = y.to(device, non_blocking=True)
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                         loss = model(x, y, generator=g_noise)
-                    if not torch.isfinite(loss):
+                    if step % sync_every == 0 and not torch.isfinite(loss):
                         raise TrainingDiverged(f"{run_dir}: loss is {float(loss)} at epoch {epoch}, image "
                                                f"{n_img}; lower train.lr (now {t.lr}) or set train.grad_clip")
                     opt.zero_grad(set_to_none=True)
@@ -232,9 +235,17 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                     opt.step()
                     if ema is not None:
                         ema_update(ema, model, t.ema_decay)  # type: ignore[arg-type]
-                    total += float(loss.detach()) * len(x)
+                    loss_sum += loss.detach().double() * len(x)
                     n_img += len(x)
-                    progress.update(b_task, advance=1, info=f"loss {total / n_img:.4f}")
+                    if step % sync_every == 0:
+                        total = float(loss_sum)
+                        progress.update(b_task, advance=1, info=f"loss {total / n_img:.4f}")
+                    else:
+                        progress.update(b_task, advance=1)
+                total = float(loss_sum)
+                if not math.isfinite(total):
+                    raise TrainingDiverged(f"{run_dir}: train loss is {total} in epoch {epoch}; lower train.lr "
+                                           f"(now {t.lr}) or set train.grad_clip")
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - start
