@@ -72,6 +72,8 @@ class SampleConfig:
     sampler: str = "ddpm"               # registry name in ddpm.samplers
     steps: Optional[int] = None         # None = T (the ddpm sampler with steps < T respaces)
     eta: float = 0.0                    # DDIM stochasticity (0 = deterministic)
+    clip_x0: bool = False               # clip the predicted x0 to the data range each step (off = Algorithm 2
+                                        # exactly; schedules with betas near 1, e.g. cosine, need it on)
 
 
 @dataclass

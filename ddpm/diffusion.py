@@ -24,6 +24,8 @@ class ConditionalDDPM(nn.Module):
         self.mask_p, self.mask_value = d.mask_p, d.condition_mask_value
         self.image_shape = (m.in_channels, m.image_size, m.image_size)
         self.mean, self.std = cfg.data.mean, cfg.data.std
+        # the data range in normalised space: pixels 0..1 -> ((0 - mean)/std, (1 - mean)/std)
+        self.x0_range = ((0.0 - self.mean) / self.std, (1.0 - self.mean) / self.std) if cfg.sample.clip_x0 else None
         self.network = ConditionalUnet.from_config(m)
         self.schedule = NoiseSchedule(d.schedule, d.T, d.beta_1, d.beta_T)
 
@@ -72,6 +74,12 @@ class ConditionalDDPM(nn.Module):
         else:  # the seed's two separate passes
             e_cond, e_uncond = self.eps(x, t, c), self.eps(x, t, null)
         return (1.0 + omega) * e_cond.float() - omega * e_uncond.float()
+
+    def predict_x0(self, x: torch.Tensor, eps: torch.Tensor, abar_t: float) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) (DDPM eq. 15), clipped to the data range
+        when ``sample.clip_x0`` is on."""
+        x0 = (x - (1.0 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
+        return x0 if self.x0_range is None else x0.clamp(*self.x0_range)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Back to pixel space in [0, 1] (the seed: x * 0.3081 + 0.1307, clamped)."""

@@ -120,14 +120,19 @@ class DDPMSampler(Sampler):
     (Nichol & Dhariwal 2021, Sec. 4): beta'_t = 1 - abar_t / abar_t_prev on the sub-sequence."""
 
     def step(self, model, x, eps, t, t_prev, noise):
-        if t_prev == t - 1:  # the exact Algorithm 2 step from the schedule table
+        if t_prev == t - 1 and model.x0_range is None:  # the exact Algorithm 2 step from the schedule table
             s = model.schedule
             coef = (s.beta_t[t] / s.sqrt_oneminus_alpha_bar[t])           # (1 - alpha_t) / sqrt(1 - abar_t)
             return s.oneover_sqrt_alpha[t] * (x - coef * eps) + s.sqrt_beta_t[t] * noise
         abar_t, abar_prev = _abar(model, t), _abar(model, t_prev)
         alpha = abar_t / abar_prev
         beta = 1.0 - alpha
-        return (x - beta / (1.0 - abar_t) ** 0.5 * eps) / alpha ** 0.5 + beta ** 0.5 * noise
+        if model.x0_range is None:
+            return (x - beta / (1.0 - abar_t) ** 0.5 * eps) / alpha ** 0.5 + beta ** 0.5 * noise
+        # the same mean written through a clipped x0_hat (DDPM eq. 7, posterior mean mu~(x_t, x0))
+        x0 = model.predict_x0(x, eps, abar_t)
+        mean = (abar_prev ** 0.5 * beta / (1.0 - abar_t)) * x0 + (alpha ** 0.5 * (1.0 - abar_prev) / (1.0 - abar_t)) * x
+        return mean + beta ** 0.5 * noise
 
 
 @register_sampler("ddim")
@@ -137,7 +142,9 @@ class DDIMSampler(Sampler):
 
     def step(self, model, x, eps, t, t_prev, noise):
         abar_t, abar_prev = _abar(model, t), _abar(model, t_prev)
-        x0 = (x - (1.0 - abar_t) ** 0.5 * eps) / abar_t ** 0.5
+        x0 = model.predict_x0(x, eps, abar_t)
+        if model.x0_range is not None:  # keep eps consistent with the clipped x0 (Song et al. 2021, eq. 12)
+            eps = (x - abar_t ** 0.5 * x0) / (1.0 - abar_t) ** 0.5
         sigma = self.eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
         dir_xt = max(1.0 - abar_prev - sigma ** 2, 0.0) ** 0.5 * eps
         return abar_prev ** 0.5 * x0 + dir_xt + sigma * noise

@@ -142,3 +142,35 @@ def test_loss_falls_over_a_few_dozen_steps(tiny_cfg):
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-8:]) / 8 < 0.6 * sum(losses[:8]) / 8
+
+
+def test_clipped_x0_step_equals_algorithm_2_inside_the_data_range(tiny_cfg):
+    """With sample.clip_x0 the DDPM step goes through the posterior mean of a clipped x0_hat; inside the
+    data range that is Algorithm 2's step exactly, outside it x0_hat is held to the pixel range."""
+    plain = ConditionalDDPM(tiny_cfg())
+    clipped = ConditionalDDPM(tiny_cfg(**{"sample.clip_x0": True}))
+    lo, hi = clipped.x0_range
+    assert lo == pytest.approx(-0.1307 / 0.3081) and hi == pytest.approx((1 - 0.1307) / 0.3081)
+    sampler = make_sampler("ddpm")
+    for t in (plain.T, 7, 2):
+        abar = float(plain.schedule.alpha_t_bar[t])
+        x0 = torch.rand(3, 1, 28, 28) * (hi - lo) * 0.9 + lo * 0.9
+        eps, z = torch.randn(3, 1, 28, 28), torch.randn(3, 1, 28, 28)
+        x = abar ** 0.5 * x0 + (1 - abar) ** 0.5 * eps
+        torch.testing.assert_close(sampler.step(clipped, x, eps, t, t - 1, z), sampler.step(plain, x, eps, t, t - 1, z),
+                                   rtol=1e-4, atol=1e-4)
+    far = clipped.predict_x0(torch.full((1, 1, 2, 2), 50.0), torch.zeros(1, 1, 2, 2), 0.5)
+    assert float(far.max()) == pytest.approx(hi)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_cosine_schedule_samples_stay_bounded_with_clipping(tiny_cfg, name):
+    """Cosine betas reach 0.999: 1/sqrt(alpha_T) ~ 32 amplifies eps errors unless x0_hat is clipped."""
+    model = ConditionalDDPM(tiny_cfg(**{"diffusion.schedule": "cosine", "sample.clip_x0": True}))
+    sampler = make_sampler(name, steps=10)
+    labels = torch.arange(10)
+    # an untrained net's eps is far from the true noise: the worst case for the amplification
+    x = sampler.sample(model, labels, 2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all()
+    # the last x0_hat is clipped, so the final image is neither all-black nor all-white saturation noise
+    assert 0.0 < float(x.mean()) < 1.0
