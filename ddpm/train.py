@@ -226,7 +226,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                         loss = model(x, y, generator=g_noise)
                     if step % sync_every == 0 and not torch.isfinite(loss):
-                        raise TrainingDiverged(f"{run_dir}: loss is {float(loss)} at epoch {epoch}, image "
+                        raise TrainingDiverged(f"{run_dir}: loss is {float(loss.detach())} at epoch {epoch}, image "
                                                f"{n_img}; lower train.lr (now {t.lr}) or set train.grad_clip")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
