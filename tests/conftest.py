@@ -40,3 +40,27 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     e = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled", **(env or {})}
     return subprocess.run([sys.executable, "-m", "ddpm", *args], cwd=cwd or REPO, env=e, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def postgres_url(purpose: str = "the PostgreSQL tests") -> str:
+    """The test server's URL (scripts/system-deps.sh writes .postgres-url); skip outside CI when absent,
+    fail under CI=true (CI must run the real server)."""
+    from ddpm.errors import DDPMError
+    from ddpm.sweeps import open_storage
+
+    url = os.environ.get("DDPM_TEST_POSTGRES")
+    if not url and (REPO / ".postgres-url").is_file():
+        url = (REPO / ".postgres-url").read_text().strip()
+    why = None
+    if not url:
+        why = "no PostgreSQL URL (set DDPM_TEST_POSTGRES, or run scripts/system-deps.sh as root)"
+    else:
+        try:
+            open_storage(url)
+        except DDPMError as e:
+            why = f"PostgreSQL not reachable: {e}"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs a PostgreSQL server for {purpose}: {why}")
+        pytest.skip(why)
+    return url  # type: ignore[return-value]

@@ -19,6 +19,8 @@ from typing import Any
 
 import optuna
 import pytest
+
+from conftest import postgres_url as conftest_postgres_url
 import yaml
 
 from ddpm.cli import main
@@ -402,26 +404,7 @@ def test_browser_check_catches_a_broken_image(tmp_path: Path) -> None:
 
 
 def _postgres_url() -> str:
-    """The test server's URL (scripts/system-deps.sh writes .postgres-url); skip outside CI when absent."""
-    from ddpm.errors import DDPMError
-    from ddpm.sweeps import open_storage
-
-    url = os.environ.get("DDPM_TEST_POSTGRES")
-    if not url and (REPO / ".postgres-url").is_file():
-        url = (REPO / ".postgres-url").read_text().strip()
-    why = None
-    if not url:
-        why = "no PostgreSQL URL (set DDPM_TEST_POSTGRES, or run scripts/system-deps.sh as root)"
-    else:
-        try:
-            open_storage(url)
-        except DDPMError as e:
-            why = f"PostgreSQL not reachable: {e}"
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true needs the PostgreSQL test server: {why}")
-        pytest.skip(why)
-    return url  # type: ignore[return-value]
+    return conftest_postgres_url("the report test")
 
 
 def test_report_from_postgres_never_shows_the_password(study_root: Path, tmp_path: Path, capsys) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from conftest import postgres_url as conftest_postgres_url
 from optuna.trial import TrialState
 
 from conftest import REPO
@@ -30,22 +32,7 @@ pytestmark = pytest.mark.slow
 
 
 def postgres_url() -> str:
-    url = os.environ.get("DDPM_TEST_POSTGRES")
-    if not url and (REPO / ".postgres-url").is_file():
-        url = (REPO / ".postgres-url").read_text().strip()
-    why = None
-    if not url:
-        why = "no PostgreSQL URL (set DDPM_TEST_POSTGRES, or run scripts/system-deps.sh as root)"
-    else:
-        try:
-            open_storage(url)
-        except DDPMError as e:
-            why = f"PostgreSQL not reachable: {e}"
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true needs a PostgreSQL server for the distributed-worker test: {why}")
-        pytest.skip(why)
-    return url  # type: ignore[return-value]
+    return conftest_postgres_url("the distributed-worker test")
 
 
 def test_killed_worker_trial_is_retried_and_resumed(tmp_path):
