@@ -78,10 +78,8 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
 
 def _log_study(study: Any, spec: Any, console: Any) -> None:
     """One study-level W&B run (optimisation history, importances) when tracking is on."""
-    try:
-        from ddpm.tracking import log_study
-    except ImportError:
-        return
+    from ddpm.tracking import log_study
+
     cfg = spec.base_config()
     if cfg.tracking.wandb == "disabled":
         return
@@ -92,11 +90,8 @@ def _log_study(study: Any, spec: Any, console: Any) -> None:
 
 
 def _write_report(study: str, url: str, console: Any) -> None:
-    try:
-        from ddpm.report import write_report
-    except ImportError:
-        console.print("note: ddpm.report is not available here; no report written", soft_wrap=True)
-        return
+    from ddpm.report import write_report
+
     out = Path("reports") / study
     path = write_report(study, url, out)
     console.print(f"report: {path or out}", soft_wrap=True)

@@ -21,17 +21,12 @@ class Train(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ddpm.config import load_config
+        from ddpm.tracking import tracker_callback
         from ddpm.train import train
 
         overrides = list(args.overrides) + (["tracking.wandb=disabled"] if args.no_wandb else [])
         cfg = load_config(args.config, overrides)
-        callbacks = []
-        try:
-            from ddpm.tracking import tracker_callback
-        except ImportError:
-            tracker_callback = None
-        if tracker_callback is not None:
-            callbacks.append(tracker_callback(cfg, job_type="train"))
-        run = train(cfg, run_dir=args.run_dir, resume=args.resume, callbacks=callbacks)
+        run = train(cfg, run_dir=args.run_dir, resume=args.resume,
+                    callbacks=[tracker_callback(cfg, job_type="train")])
         print(f"best checkpoint: {run.best_checkpoint}")
         return 0

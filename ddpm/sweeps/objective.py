@@ -76,11 +76,9 @@ def frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
     return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
 
 
-def _tracker(cfg: Any, spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any]) -> Optional[Callback]:
-    try:
-        from ddpm.tracking import tracker_callback
-    except ImportError:
-        return None
+def _tracker(cfg: Any, spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any]) -> Callback:
+    from ddpm.tracking import tracker_callback
+
     extra = {"study": spec.study, "trial": trial.number, **{f"param/{k}": v for k, v in params.items()}}
     return tracker_callback(cfg, job_type="trial", group=spec.study, name=f"trial-{trial.number}",
                             extra_config=extra, tags=["sweep", spec.study], finish_on_train_end=False)
