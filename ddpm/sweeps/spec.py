@@ -53,6 +53,18 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+
+def _component(raw: dict[str, Any], key: str, default: dict[str, Any], registry: Any, check: Any,
+               src: str) -> tuple[str, dict[str, Any]]:
+    """``sampler:`` / ``pruner:`` as a name or a mapping {name, **options}: (registered name, checked options)."""
+    v = raw.get(key, default)
+    opts = {"name": v} if isinstance(v, str) else dict(_mapping(v, f"{src}: {key}"))
+    name = str(opts.pop("name", default["name"]))
+    if name not in registry:
+        raise ConfigError(f"{src}: {key}.name = {name!r}: unknown; valid: {', '.join(sorted(registry))}")
+    check(name, opts, f"{src}: {key}")
+    return name, opts
+
 def _number(value: Any, where: str, integer: bool = False) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
         raise ConfigError(f"{where} = {value!r}: expected {'an integer' if integer else 'a number'}")
@@ -362,26 +374,15 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
         spec.guidance.select = sel
 
     # sampler and pruner
-    s = raw.get("sampler", {"name": "tpe", "seed": 0})
-    sd = {"name": s} if isinstance(s, str) else dict(_mapping(s, f"{src}: sampler"))
-    spec.sampler = str(sd.pop("name", "tpe"))
-    if spec.sampler not in SAMPLERS:
-        raise ConfigError(f"{src}: sampler.name = {spec.sampler!r}: unknown; valid: {', '.join(sorted(SAMPLERS))}")
-    check_sampler_kwargs(spec.sampler, sd, f"{src}: sampler")
-    spec.sampler_kwargs = sd
+    spec.sampler, spec.sampler_kwargs = _component(raw, "sampler", {"name": "tpe", "seed": 0}, SAMPLERS,
+                                                   check_sampler_kwargs, src)
     if spec.sampler == "grid":
         from ddpm.sweeps.samplers import grid_values
         try:
             grid_values(space)
         except ConfigError as e:
             raise ConfigError(f"{src}: {e}") from None
-    p = raw.get("pruner", {"name": "none"})
-    pd = {"name": p} if isinstance(p, str) else dict(_mapping(p, f"{src}: pruner"))
-    spec.pruner = str(pd.pop("name", "none"))
-    if spec.pruner not in PRUNERS:
-        raise ConfigError(f"{src}: pruner.name = {spec.pruner!r}: unknown; valid: {', '.join(sorted(PRUNERS))}")
-    check_pruner_kwargs(spec.pruner, pd, f"{src}: pruner")
-    spec.pruner_kwargs = pd
+    spec.pruner, spec.pruner_kwargs = _component(raw, "pruner", {"name": "none"}, PRUNERS, check_pruner_kwargs, src)
     if spec.pruner != "none" and len(spec.objectives) > 1:
         raise ConfigError(f"{src}: pruner = {spec.pruner!r} with {len(spec.objectives)} objectives: Optuna prunes "
                           f"single-objective studies only; use pruner: none")
