@@ -27,7 +27,7 @@ import torch
 from ddpm.config import ExperimentConfig, config_from_dict, set_dotted
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.grids import grid_labels
-from ddpm.runtime import autocast_dtype, memory_format, resolve_device
+from ddpm.runtime import autocast_dtype, memory_format, resolve_device, sampling_options
 from ddpm.samplers import make_sampler
 from ddpm.train import train
 
@@ -38,6 +38,8 @@ PATHS = ("faithful", "fast")
 ABLATIONS: dict[str, dict[str, Any]] = {
     "fp32 contiguous": {"train.precision": "fp32", "train.channels_last": False, "train.compile": False},
     "fp32 channels_last": {"train.precision": "fp32", "train.channels_last": True, "train.compile": False},
+    "fp32 channels_last, BatchNorm not folded": {"train.precision": "fp32", "train.channels_last": True,
+                                                 "train.compile": False, "train.fold_batchnorm": False},
     "bf16 contiguous": {"train.precision": "bf16", "train.channels_last": False, "train.compile": False},
     "bf16 channels_last": {"train.precision": "bf16", "train.channels_last": True, "train.compile": False},
     "fp32 contiguous + compile": {"train.precision": "fp32", "train.channels_last": False, "train.compile": True},
@@ -137,7 +139,7 @@ def measure_sampling(model: ConditionalDDPM, cfg: ExperimentConfig, s: BenchSett
     t = cfg.train
     fast = t.path == "fast"
     labels = grid_labels(cfg.model.num_classes, max(1, s.grid_images // cfg.model.num_classes)).to(device)
-    kwargs: dict[str, Any] = {"autocast_dtype": autocast_dtype(t, device), "memory_format": memory_format(t)}
+    kwargs: dict[str, Any] = sampling_options(t, device)
     if s.cuda_graphs and fast and device.type == "cuda":
         kwargs["cuda_graph"] = True
     g = torch.Generator(device=device).manual_seed(t.seed + 1)
@@ -169,7 +171,8 @@ def bench_width(base: ExperimentConfig, width: int, s: BenchSettings, work_dir: 
         amp = autocast_dtype(cfg.train, next(model.parameters()).device)
         row[path] = {"train": tr, "sample": sa, "precision": "bf16" if amp == torch.bfloat16 else "fp32",
                      "channels_last": memory_format(cfg.train) == torch.channels_last,
-                     "compile": cfg.train.compile and path == "fast"}
+                     "compile": cfg.train.compile and path == "fast",
+                     "fold_batchnorm": sampling_options(cfg.train, torch.device("cpu"))["fold_batchnorm"]}
     f, q = row["faithful"], row["fast"]
     row["ratios"] = {
         "train_images_per_s": q["train"]["images_per_s"] / f["train"]["images_per_s"],

@@ -61,6 +61,7 @@ class TrainConfig:
     precision: str = "auto"             # auto | fp32 | bf16 (bf16 autocast; auto = bf16 on CUDA only)
     channels_last: bool = True          # fast path only
     compile: bool = False               # torch.compile the denoiser (fast path only)
+    fold_batchnorm: bool = True         # sample from a copy with BatchNorm folded into the convs (fast path only)
     grad_clip: Optional[float] = None
     grid_every: int = 1                 # save a 10x10 sample grid every N epochs (0 = never)
     seed: int = 0

@@ -1,7 +1,7 @@
 """Device, precision and memory-format choices derived from ``train.*`` (one place, used everywhere)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -28,6 +28,12 @@ def autocast_dtype(t: TrainConfig, device: torch.device) -> Optional[torch.dtype
 
 def memory_format(t: TrainConfig) -> torch.memory_format:
     return torch.channels_last if (t.path == "fast" and t.channels_last) else torch.contiguous_format
+
+
+def sampling_options(t: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Keyword arguments of ``Sampler.sample`` for the configured path (one place for every caller)."""
+    return {"autocast_dtype": autocast_dtype(t, device), "memory_format": memory_format(t),
+            "fold_batchnorm": t.path == "fast" and t.fold_batchnorm}
 
 
 def seed_everything(seed: int) -> None:

@@ -46,11 +46,15 @@ class Sampler:
     def sample(self, model: ConditionalDDPM, labels: torch.Tensor, omega: float,
                generator: Optional[torch.Generator] = None, autocast_dtype: Optional[torch.dtype] = None,
                show_progress: bool = False, memory_format: torch.memory_format = torch.contiguous_format,
-               cuda_graph: bool = False) -> torch.Tensor:
+               cuda_graph: bool = False, fold_batchnorm: bool = False) -> torch.Tensor:
         """x_T ~ N(0, I); for each step: guided eps, then ``step``; returns denormalised images in [0, 1].
 
         ``cuda_graph`` (CUDA only, ignored elsewhere): capture the guided network pass once and replay it
-        each step, which removes the per-step kernel-launch cost (untested on CPU-only machines)."""
+        each step, which removes the per-step kernel-launch cost (untested on CPU-only machines).
+        ``fold_batchnorm``: sample from ``model.inference_copy()``, BatchNorm folded into the convolutions
+        (equal up to float rounding, fewer passes over memory)."""
+        if fold_batchnorm:
+            model = model.inference_copy()
         dev = next(model.parameters()).device
         was_training = model.training
         model.eval()

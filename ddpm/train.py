@@ -23,7 +23,7 @@ from ddpm.errors import ConfigError, TrainingDiverged
 from ddpm.grids import grid_labels, save_grid
 from ddpm.io import append_jsonl, read_jsonl
 from ddpm.progress import console, make_progress
-from ddpm.runtime import autocast_dtype, memory_format, resolve_device, seed_everything
+from ddpm.runtime import autocast_dtype, memory_format, resolve_device, sampling_options, seed_everything
 from ddpm.samplers import make_sampler
 
 
@@ -114,8 +114,7 @@ def sample_grid(run: TrainState, omega: Optional[float] = None, per_class: int =
     g = torch.Generator(device=run.device).manual_seed(cfg.train.seed + 1 if seed is None else seed)
     labels = grid_labels(cfg.model.num_classes, per_class).to(run.device)
     return sampler.sample(run.eval_model, labels, s.omega if omega is None else omega, generator=g,
-                          autocast_dtype=autocast_dtype(cfg.train, run.device), show_progress=True,
-                          memory_format=memory_format(cfg.train))
+                          show_progress=True, **sampling_options(cfg.train, run.device))
 
 
 def _payload(run: TrainState, opt, sched, g_data: torch.Generator, g_noise: torch.Generator) -> dict[str, Any]:

@@ -8,10 +8,12 @@ more per up level (the seed: 2). It adds depth without touching the 28 -> 14 -> 
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ddpm.config import ModelConfig
 
@@ -131,3 +133,19 @@ class ConditionalUnet(nn.Module):
         up1 = self.fusion3(self.upblock1(up0, down2), temb2, cemb2)
         up2 = self.fusion4(self.upblock2(up1, down1), temb2, cemb2)
         return self.outblock(torch.cat((up2, down0), dim=1))
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``net`` with each Conv2d -> BatchNorm2d pair folded into one Conv2d.
+
+    In eval mode BatchNorm is the affine map (x - mean) / sqrt(var + eps) * gamma + beta with running
+    statistics, so it folds exactly into the preceding convolution's weight and bias (up to float rounding:
+    ~1e-6). Inference only: the copy must not be trained. A ``torch.compile`` wrapper is unwrapped first."""
+    folded = copy.deepcopy(getattr(net, "_orig_mod", net)).eval()
+    for module in folded.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                conv, bn = module[i], module[i + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    module[i], module[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return folded

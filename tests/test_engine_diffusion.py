@@ -81,6 +81,45 @@ def test_batched_guidance_equals_two_passes(tiny_cfg):
     torch.testing.assert_close(a, 3.0 * e_c - 2.0 * e_u, rtol=1e-4, atol=1e-5)
 
 
+def _with_running_stats(model: ConditionalDDPM) -> ConditionalDDPM:
+    """Give every BatchNorm non-trivial running statistics and affine parameters (fresh ones are identity)."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.3, 3.0)
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+    return model
+
+
+def test_folded_batchnorm_copy_matches_the_network_and_leaves_it_alone(tiny_cfg):
+    model = _with_running_stats(ConditionalDDPM(tiny_cfg()))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = model.inference_copy()
+    n_bn = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    assert n_bn(model.network) > 0 and n_bn(folded.network) == 0
+    x, t, c = torch.randn(6, 1, 28, 28), torch.randint(1, model.T + 1, (6,)), model.one_hot(torch.arange(6))
+    with torch.no_grad():
+        expected = model.eval().guided_eps(x, t, c, 2.0)
+        got = folded.guided_eps(x, t, c, 2.0)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert isinstance(model.network.init_conv.conv1[1], torch.nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_sampling_with_folded_batchnorm_equals_plain_sampling(tiny_cfg, name):
+    model = _with_running_stats(ConditionalDDPM(tiny_cfg()))
+    labels, sampler = torch.arange(10), make_sampler(name, steps=6, eta=1.0)
+    a = sampler.sample(model, labels, 2.0, generator=torch.Generator().manual_seed(5))
+    b = sampler.sample(model, labels, 2.0, generator=torch.Generator().manual_seed(5), fold_batchnorm=True,
+                       memory_format=torch.channels_last)
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-4)
+    assert model.training
+
+
 def test_ddpm_step_is_the_algorithm_2_posterior_step(tiny_cfg):
     model = ConditionalDDPM(tiny_cfg())
     s = model.schedule

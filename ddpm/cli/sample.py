@@ -55,7 +55,7 @@ class Sample(Command):
         from ddpm.grids import cycle_labels, save_grid
         from ddpm.io import atomic_write
         from ddpm.progress import console
-        from ddpm.runtime import autocast_dtype, memory_format, resolve_device
+        from ddpm.runtime import resolve_device, sampling_options
         from ddpm.samplers import make_sampler
 
         if args.n < 1:
@@ -77,8 +77,7 @@ class Sample(Command):
         for w in omegas:
             g = torch.Generator(device=device).manual_seed(args.seed)
             imgs = sampler.sample(model, labels.to(device), w, generator=g, show_progress=True,
-                                  autocast_dtype=autocast_dtype(cfg.train, device),
-                                  memory_format=memory_format(cfg.train))
+                                  **sampling_options(cfg.train, device))
             grid = save_grid(imgs, out / f"grid-omega{w:g}.png", nrow=10)
             arr = (imgs[:, 0].cpu() * 255).round().to(torch.uint8).numpy()
             atomic_write(out / f"samples-omega{w:g}.npz",

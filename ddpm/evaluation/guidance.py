@@ -18,7 +18,7 @@ from ddpm.evaluation.classifier import EvalClassifier, get_classifier
 from ddpm.evaluation.metrics import fid_to_test, image_metrics, real_floor
 from ddpm.grids import cycle_labels, save_grid
 from ddpm.io import atomic_write_json
-from ddpm.runtime import autocast_dtype, memory_format
+from ddpm.runtime import sampling_options
 from ddpm.samplers import make_sampler
 
 ROW_KEYS = ("omega", "fid", "floor", "accuracy", "diversity", "seconds", "grid")
@@ -39,8 +39,7 @@ def generate(model: ConditionalDDPM, cfg: ExperimentConfig, labels: torch.Tensor
     out = []
     for i in range(0, len(labels), batch_size):
         out.append(s.sample(model, labels[i:i + batch_size].to(device), omega, generator=g,
-                            autocast_dtype=autocast_dtype(cfg.train, device),
-                            memory_format=memory_format(cfg.train), show_progress=show_progress).cpu())
+                            show_progress=show_progress, **sampling_options(cfg.train, device)).cpu())
     return torch.cat(out)
 
 
