@@ -109,7 +109,8 @@ def test_report_has_every_section(report: Path) -> None:
     titles_md = re.findall(r"^## (.*)$", md, flags=re.M)
     assert titles_html == titles_md
     for text in ("Optimisation history", "Parameter importances", "Loss curves", "Guidance trade-off",
-                 "Samples of the best trial", "seed default", "short study", "model.num_feat = 12", "pruned after epoch 1"):
+                 "Samples of the best trial", "seed default", "short study", "model.num_feat = 12", "pruned after epoch 1",
+                 "trials/hour"):
         assert text in html and text in md, text
     # self-contained: every image is a data URI; nothing is fetched from anywhere
     assert re.findall(r'src="(?!data:image/png;base64,)', html) == []

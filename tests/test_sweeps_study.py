@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 from conftest import REPO
 from ddpm.io import read_jsonl
 from ddpm.sweeps import load_study, load_sweep, run_study
+from ddpm.sweeps.metrics import throughput
 from ddpm.sweeps.runner import Budget
 
 pytestmark = pytest.mark.slow
@@ -194,6 +196,24 @@ def test_two_workers_share_one_study(tmp_path):
         assert run_dir.name == f"trial-{t.number}"
         assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2]   # trained once
         assert json.loads(json.dumps(t.user_attrs["config"]))["name"] == f"trial-{t.number}"
+    tp = throughput(trials)
+    assert tp["finished"] == 4 and tp["parallelism"] > 1.3, tp   # the two workers ran trials at the same time
+    assert "trials/hour" in r.stdout + r.stderr
+
+
+def test_throughput_from_trial_timestamps():
+    """Two 60 s trials side by side then one alone: 3 trials in 120 s of wall time, 1.5 running at once."""
+    t0 = datetime(2026, 1, 1, 12, 0, 0)
+    def trial(n, start, seconds, state=TrialState.COMPLETE):
+        return optuna.trial.FrozenTrial(
+            number=n, state=state, value=1.0 if state == TrialState.COMPLETE else None, values=None,
+            datetime_start=t0 + timedelta(seconds=start), datetime_complete=t0 + timedelta(seconds=start + seconds),
+            params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=n)
+    trials = [trial(0, 0, 60), trial(1, 0, 60), trial(2, 60, 60, TrialState.PRUNED),
+              trial(3, 60, 10, TrialState.FAIL)]
+    tp = throughput(trials)
+    assert tp == {"finished": 3.0, "wall_s": 120.0, "trials_per_hour": 90.0, "parallelism": 1.5}
+    assert throughput([trial(0, 0, 5, TrialState.FAIL)]) is None
 
 
 def test_grid_runs_every_point_once_and_marks_the_baseline(tmp_path, monkeypatch):

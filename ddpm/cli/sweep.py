@@ -223,6 +223,9 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
         table.add_row(str(t.number), state, *[_fmt(t.params.get(k)) for k in keys], *values,
                       _fmt(t.user_attrs.get("best_omega")), f"{dur:.0f}" if isinstance(dur, (int, float)) else "-",
                       str(note)[:80], style=style)
+    from ddpm.sweeps.metrics import throughput_text
+
+    table.caption = throughput_text(trials)
     console.print(table)
 
 

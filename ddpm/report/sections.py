@@ -17,6 +17,7 @@ import yaml
 from ddpm.report import figures
 from ddpm.report.blocks import Code, Figure, Section, Table, Text
 from ddpm.report.collect import StudyData, TrialData
+from ddpm.sweeps.metrics import throughput_text
 
 TOP_N = 10          # rows in the top-trials table
 CURVES_N = 5        # trials in the loss-curve chart
@@ -169,6 +170,7 @@ def summary(ctx: ReportContext) -> Section:
         ["base experiment", fmt(d.base_experiment)],
         ["trials by state", ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "no trials yet"],
         ["wall time", f"{fmt_seconds(d.wall_time_s())} (sum of trial durations {fmt_seconds(total)})"],
+        ["throughput", throughput_text([t.trial for t in d.trials]) or "–"],
         ["started / last finished", f"{start:%Y-%m-%d %H:%M:%S} / {end:%Y-%m-%d %H:%M:%S}" if start and end else "–"],
     ]
     blocks: list[Any] = [Table(["", ""], rows), Text(_environment(d), note=True)]

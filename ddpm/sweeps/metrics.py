@@ -94,3 +94,27 @@ def best_guidance_row(rows: list[Row], metric: ObjectiveMetric) -> Row:
         v = r.get(key)
         return math.inf if v is None or not math.isfinite(float(v)) else sign * float(v)
     return min(rows, key=score)
+
+
+def throughput(trials: list[Any]) -> Optional[dict[str, float]]:
+    """Sweep-level speed from Optuna's trial timestamps: finished (complete or pruned) trials per hour of
+    wall time, from the first start to the last finish, and the mean number of trials running at once
+    (sum of durations / wall time: about the worker count when the workers were kept busy). None before a
+    trial has finished."""
+    done = [t for t in trials if t.datetime_start and t.datetime_complete
+            and t.state.name in ("COMPLETE", "PRUNED")]
+    if not done:
+        return None
+    start = min(t.datetime_start for t in trials if t.datetime_start)
+    wall = (max(t.datetime_complete for t in done) - start).total_seconds()
+    busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done)
+    return {"finished": float(len(done)), "wall_s": wall, "trials_per_hour": 3600.0 * len(done) / max(wall, 1e-9),
+            "parallelism": busy / max(wall, 1e-9)}
+
+
+def throughput_text(trials: list[Any]) -> Optional[str]:
+    tp = throughput(trials)
+    if tp is None:
+        return None
+    return (f"{tp['trials_per_hour']:.1f} trials/hour ({tp['finished']:.0f} finished in {tp['wall_s'] / 60:.1f} min "
+            f"of wall time; {tp['parallelism']:.2f} trials running at once on average)")
