@@ -455,12 +455,17 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{_fmt_s(a['sample_seconds_per_step'])} |" for a in result["ablation"]]
     q = result.get("quality")
     if q:
-        lines += ["", "| sampler | steps | eta | accuracy | FID |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {r['sampler']} | {r['steps']} | {r['eta']:g} | {r['accuracy']:.3f} | {r['fid']:.2f} |"
-                  for r in q["rows"]]
+        ref, tol = q["reference"], q["tolerance"]
+        lines += ["", f"Quality against steps: `{q['checkpoint']}`, {ref['n']} guided samples per setting, omega "
+                      f"{ref['omega']:g}, one seed (FID of {ref['n']} real training images against the test split, "
+                      f"the small-sample floor: {ref.get('fid_floor', float('nan')):.2f}):", "",
+                  "| sampler | steps | eta | accuracy | FID | sampling s |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['sampler']} | {r['steps']} | {r['eta']:g} | {r['accuracy']:.3f} | {r['fid']:.2f} | "
+                  f"{r['seconds']:.0f} |" for r in q["rows"]]
         c = q["choice"]
-        lines += ["", f"Cheapest within noise of {q['reference']['steps']}-step DDPM: **{c['sampler']} {c['steps']} "
-                      f"steps, eta {c['eta']:g}**."]
+        lines += ["", f"Cheapest within noise of {ref['steps']}-step DDPM (accuracy at least "
+                      f"{ref['accuracy'] - tol['accuracy']:.3f}, 2 SE; FID at most {ref['fid'] + tol['fid']:.2f}, +15%): "
+                      f"**{c['sampler']} {c['steps']} steps, eta {c['eta']:g}**."]
     tg = result.get("targets") or {}
     if tg:
         lines += ["", f"Training ratio at width {tg['width']}: {tg['train_ratio']:.2f}x (target {tg['train_target']:g}x, "
