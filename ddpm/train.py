@@ -78,8 +78,18 @@ def _check_resume_config(cfg: ExperimentConfig, saved: dict, path: str) -> None:
                                   f"the run was started with {saved[section].get(key)!r}")
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The EMA decay after ``step`` optimiser steps, warmed up as min(decay, (1 + step) / (10 + step)).
+
+    Without the warm-up the random init keeps weight decay**step in the average: 6% after 2,800 steps at
+    0.999, which left a 3-epoch width-16 model's EMA drawing blank images (test loss 0.127 vs 0.056 raw)."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
 @torch.no_grad()
-def ema_update(ema: ConditionalDDPM, model: ConditionalDDPM, decay: float) -> None:
+def ema_update(ema: ConditionalDDPM, model: ConditionalDDPM, decay: float, step: int) -> None:
+    """One EMA step after optimiser step ``step`` (1-based); BatchNorm statistics are copied from ``model``."""
+    decay = ema_decay_at(decay, step)
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1.0 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
@@ -233,7 +243,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                     opt.step()
                     if ema is not None:
-                        ema_update(ema, model, t.ema_decay)  # type: ignore[arg-type]
+                        ema_update(ema, model, t.ema_decay, (epoch - 1) * len(batches) + step + 1)  # type: ignore[arg-type]
                     loss_sum += loss.detach().double() * len(x)
                     n_img += len(x)
                     if step % sync_every == 0:
