@@ -40,6 +40,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "fp32 channels_last": {"train.precision": "fp32", "train.channels_last": True, "train.compile": False},
     "fp32 channels_last, BatchNorm not folded": {"train.precision": "fp32", "train.channels_last": True,
                                                  "train.compile": False, "train.fold_batchnorm": False},
+    "fp32 channels_last, sampling in one pass (no chunks)": {"train.precision": "fp32", "train.channels_last": True,
+                                                             "train.compile": False, "train.sample_chunk": 1 << 20},
     "bf16 contiguous": {"train.precision": "bf16", "train.channels_last": False, "train.compile": False},
     "bf16 channels_last": {"train.precision": "bf16", "train.channels_last": True, "train.compile": False},
     "fp32 contiguous + compile": {"train.precision": "fp32", "train.channels_last": False, "train.compile": True},
@@ -172,7 +174,8 @@ def bench_width(base: ExperimentConfig, width: int, s: BenchSettings, work_dir: 
         row[path] = {"train": tr, "sample": sa, "precision": "bf16" if amp == torch.bfloat16 else "fp32",
                      "channels_last": memory_format(cfg.train) == torch.channels_last,
                      "compile": cfg.train.compile and path == "fast",
-                     "fold_batchnorm": sampling_options(cfg.train, torch.device("cpu"))["fold_batchnorm"]}
+                     **{k: sampling_options(cfg.train, next(model.parameters()).device)[k]
+                        for k in ("fold_batchnorm", "chunk")}}
     f, q = row["faithful"], row["fast"]
     row["ratios"] = {
         "train_images_per_s": q["train"]["images_per_s"] / f["train"]["images_per_s"],

@@ -62,6 +62,8 @@ class TrainConfig:
     channels_last: bool = True          # fast path only
     compile: bool = False               # torch.compile the denoiser (fast path only)
     fold_batchnorm: bool = True         # sample from a copy with BatchNorm folded into the convs (fast path only)
+    sample_chunk: Optional[int] = None  # images per network pass when sampling (fast path; None = 64 on a CPU,
+                                        # where smaller passes stay in cache, and the whole batch on a GPU)
     grad_clip: Optional[float] = None
     grid_every: int = 1                 # save a 10x10 sample grid every N epochs (0 = never)
     seed: int = 0
@@ -324,6 +326,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     _choice(f"{source}: train.precision", t.precision, ["auto", "fp32", "bf16"])
     if t.grid_every < 0:
         raise bad("train.grid_every", t.grid_every, "must be >= 0")
+    if t.sample_chunk is not None and t.sample_chunk < 1:
+        raise bad("train.sample_chunk", t.sample_chunk, "must be >= 1 or null (64 on a CPU, whole batch on a GPU)")
     _choice(f"{source}: sample.sampler", s.sampler, sorted(SAMPLERS))
     if s.steps is not None and not 1 <= s.steps <= d.T:
         raise bad("sample.steps", s.steps, f"must lie in 1..diffusion.T ({d.T}) or be null")

@@ -46,13 +46,15 @@ class Sampler:
     def sample(self, model: ConditionalDDPM, labels: torch.Tensor, omega: float,
                generator: Optional[torch.Generator] = None, autocast_dtype: Optional[torch.dtype] = None,
                show_progress: bool = False, memory_format: torch.memory_format = torch.contiguous_format,
-               cuda_graph: bool = False, fold_batchnorm: bool = False) -> torch.Tensor:
+               cuda_graph: bool = False, fold_batchnorm: bool = False, chunk: Optional[int] = None
+               ) -> torch.Tensor:
         """x_T ~ N(0, I); for each step: guided eps, then ``step``; returns denormalised images in [0, 1].
 
         ``cuda_graph`` (CUDA only, ignored elsewhere): capture the guided network pass once and replay it
         each step, which removes the per-step kernel-launch cost (untested on CPU-only machines).
         ``fold_batchnorm``: sample from ``model.inference_copy()``, BatchNorm folded into the convolutions
-        (equal up to float rounding, fewer passes over memory)."""
+        (equal up to float rounding, fewer passes over memory). ``chunk``: images per network pass (see
+        ``ConditionalDDPM.guided_eps``; ignored by the unbatched, seed-faithful guidance)."""
         if fold_batchnorm:
             model = model.inference_copy()
         dev = next(model.parameters()).device
@@ -66,11 +68,11 @@ class Sampler:
                else contextlib.nullcontext())
         try:
             if cuda_graph and dev.type == "cuda":
-                guided = _cuda_graph_eps(model, x, c, omega, self.batched, amp)
+                guided = _cuda_graph_eps(model, x, c, omega, self.batched, amp, chunk)
             else:
                 def guided(x: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
                     with amp:
-                        return model.guided_eps(x, tt, c, omega, batched=self.batched)
+                        return model.guided_eps(x, tt, c, omega, batched=self.batched, chunk=chunk)
             for i in progress_steps(range(len(taus)), "sampling", enabled=show_progress):
                 t, t_prev = taus[i], (taus[i + 1] if i + 1 < len(taus) else 0)
                 tt = torch.full((B,), t, device=dev, dtype=torch.long)
@@ -85,7 +87,7 @@ class Sampler:
 
 
 def _cuda_graph_eps(model: ConditionalDDPM, x: torch.Tensor, c: torch.Tensor, omega: float, batched: bool,
-                    amp) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                    amp, chunk: Optional[int] = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """guided_eps captured as one CUDA graph on static input buffers; a call copies x and t in and replays."""
     static_x = x.clone()
     static_t = torch.ones(x.shape[0], device=x.device, dtype=torch.long)
@@ -94,12 +96,12 @@ def _cuda_graph_eps(model: ConditionalDDPM, x: torch.Tensor, c: torch.Tensor, om
     with torch.cuda.stream(side):  # warm-up off the capture stream (cuDNN autotuning, allocations)
         for _ in range(2):
             with amp:
-                model.guided_eps(static_x, static_t, c, omega, batched=batched)
+                model.guided_eps(static_x, static_t, c, omega, batched=batched, chunk=chunk)
     torch.cuda.current_stream(x.device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         with amp:
-            static_eps = model.guided_eps(static_x, static_t, c, omega, batched=batched)
+            static_eps = model.guided_eps(static_x, static_t, c, omega, batched=batched, chunk=chunk)
 
     def run(x_now: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         static_x.copy_(x_now)

@@ -50,6 +50,7 @@ BAD = [
     ("model.num_fet=64", "unknown key 'model.num_fet' (did you mean 'model.num_feat'?)"),
     ("train.epochs=two", "train.epochs = 'two': expected an integer"),
     ("diffusion.T=0", "diffusion.T = 0: must be >= 1"),
+    ("train.sample_chunk=0", "train.sample_chunk = 0: must be >= 1 or null"),
     ("diffusion.beta_1=0", "diffusion.beta_1 = 0.0: must lie in (0, 1)"),
     ("diffusion.beta_T=1.5", "diffusion.beta_T = 1.5: must lie in (0, 1)"),
     ("diffusion.beta_1=0.05", "diffusion.beta_1 = 0.05: must be <= diffusion.beta_T"),

@@ -120,6 +120,29 @@ def test_sampling_with_folded_batchnorm_equals_plain_sampling(tiny_cfg, name):
     assert model.training
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 7, 12, 100])
+def test_chunked_guided_pass_equals_one_pass(tiny_cfg, chunk):
+    model = _with_running_stats(ConditionalDDPM(tiny_cfg())).eval()
+    x, t, c = torch.randn(6, 1, 28, 28), torch.randint(1, model.T + 1, (6,)), model.one_hot(torch.arange(6))
+    with torch.no_grad():
+        whole = model.guided_eps(x, t, c, 2.0)
+        pieces = model.guided_eps(x, t, c, 2.0, chunk=chunk)
+    torch.testing.assert_close(pieces, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_sampling_options_by_path_and_device(tiny_cfg):
+    from ddpm.runtime import CPU_SAMPLE_CHUNK, sampling_options
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    fast = sampling_options(tiny_cfg().train, cpu)
+    assert fast["chunk"] == CPU_SAMPLE_CHUNK and fast["fold_batchnorm"] and fast["autocast_dtype"] is None
+    assert sampling_options(tiny_cfg().train, cuda)["chunk"] is None
+    assert sampling_options(tiny_cfg(**{"train.sample_chunk": 16}).train, cuda)["chunk"] == 16
+    faithful = sampling_options(tiny_cfg(**{"train.path": "faithful"}).train, cpu)
+    assert faithful["chunk"] is None and not faithful["fold_batchnorm"]
+    assert faithful["memory_format"] == torch.contiguous_format
+
+
 def test_ddpm_step_is_the_algorithm_2_posterior_step(tiny_cfg):
     model = ConditionalDDPM(tiny_cfg())
     s = model.schedule
