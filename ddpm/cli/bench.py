@@ -53,7 +53,7 @@ class Bench(Command):
         p.add_argument("--checkpoint", help="trained run folder or .pt: add the quality-against-steps curve")
         p.add_argument("--quality-n", type=int, default=200, help="samples per quality setting (default 200)")
         p.add_argument("--quality-settings", help="sampler:steps[:eta] list for the quality curve (default: "
-                       "ddpm:T, ddpm 25/50/100, ddim eta 0 and 1 at 25/50/100), e.g. ddpm:T,ddim:50:1")
+                       "ddpm:T, ddpm 10/25/50, ddim eta 0 and 1 at 10/25/50), e.g. ddpm:T,ddim:10:1")
         p.add_argument("--omega", type=float, default=2.0, help="guidance weight of the quality curve")
         p.add_argument("--merge", nargs="+", metavar="JSON",
                        help="measure nothing: merge earlier bench JSON files (rows, ablation, quality) into --out")
