@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def tiny_cfg(tmp_path):
         values = {**TINY, "out_dir": str(tmp_path / "runs"), **extra}
         return load_config(path, extra=values)
     return make
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child the test will Ctrl-C: SIGINT back to its default, so Python installs its
+    KeyboardInterrupt handler even when pytest itself inherited SIGINT ignored (a background job of a
+    non-interactive shell, e.g. `CI=true bash .ci/run &`, starts that way and its children would ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):

@@ -17,7 +17,7 @@ from ddpm.errors import CheckpointError, ConfigError, TrainingDiverged
 from ddpm.io import read_jsonl
 from ddpm.train import train
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, sigint_default
 
 
 def test_run_folder_checkpoints_and_round_trip(tiny_cfg):
@@ -114,7 +114,7 @@ def test_kill_9_then_resume(tmp_path):
 def test_ctrl_c_exits_cleanly_and_resumes(tmp_path):
     env = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "-m", "ddpm", *_cli_args(tmp_path, "c", 30)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     metrics = tmp_path / "c" / "metrics.jsonl"
     deadline = time.time() + 900
     while time.time() < deadline and len(read_jsonl(metrics)) < 1:
@@ -164,7 +164,7 @@ def test_ema_warm_up_forgets_the_random_init(tiny_cfg):
             p.fill_(0.0)
     for step in range(1, 101):
         ema_update(ema, model, 0.999, step)
-    left = max(float((1.0 - p).abs().max()) for p in ema.parameters())
+    left = max(float((1.0 - p.detach()).abs().max()) for p in ema.parameters())
     assert left < 1e-3
     assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11) and ema_decay_at(0.999, 10 ** 6) == 0.999
     for b_e, b_m in zip(ema.buffers(), model.buffers()):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import REPO
+from conftest import REPO, sigint_default
 from ddpm.io import read_jsonl
 from ddpm.sweeps import load_study, load_sweep, run_study
 from ddpm.sweeps.metrics import throughput
@@ -151,7 +151,7 @@ def test_ctrl_c_then_rerun_resumes_the_trial(tmp_path):
                       overrides={"train.epochs": 3, "data.limit": 512, "train.batch_size": 32})
     metrics = tmp_path / "runs" / "resume" / "trial-0" / "metrics.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "ddpm", "sweep", str(path), "--threads", "1"], cwd=tmp_path, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_default)
     deadline = time.time() + 180
     while not read_jsonl(metrics) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
