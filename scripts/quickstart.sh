@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: set up .venv, run the quickstart study (4 short CPU trials, each scored by the
+# The main job: set up .venv, run the quickstart study (2 short CPU trials, each scored by the
 # evaluation classifier over a guidance grid), and write its report under reports/quickstart/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
