@@ -67,7 +67,8 @@ class Sample(Command):
         if steps is not None and not 1 <= steps <= cfg.diffusion.T:
             raise ConfigError(f"--steps {steps}: must lie in 1..{cfg.diffusion.T} (the model's T)")
         sampler = make_sampler(args.sampler or cfg.sample.sampler, steps,
-                               cfg.sample.eta if args.eta is None else args.eta)
+                               cfg.sample.eta if args.eta is None else args.eta,
+                               batched_guidance=cfg.train.path == "fast")
         if args.labels:
             base = torch.tensor(parse_labels(args.labels, cfg.model.num_classes))
             labels = base.repeat((args.n + len(base) - 1) // len(base))[: args.n]

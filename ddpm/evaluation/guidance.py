@@ -33,7 +33,7 @@ def generate(model: ConditionalDDPM, cfg: ExperimentConfig, labels: torch.Tensor
              sampler: str, steps: Optional[int], eta: float, device: torch.device, seed: int = 0,
              batch_size: int = 500, show_progress: bool = False) -> torch.Tensor:
     """Images in [0, 1] for ``labels`` at guidance weight ``omega``, on the CPU, in batches from one generator."""
-    s = make_sampler(sampler, steps, eta)
+    s = make_sampler(sampler, steps, eta, batched_guidance=cfg.train.path == "fast")
     g = torch.Generator(device=device).manual_seed(seed)
     model = model.to(device)
     out = []
