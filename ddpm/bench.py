@@ -27,7 +27,7 @@ import torch
 from ddpm.config import ExperimentConfig, config_from_dict, set_dotted
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.grids import grid_labels
-from ddpm.runtime import autocast_dtype, memory_format, resolve_device, sampling_options
+from ddpm.runtime import resolve_device, sampling_options
 from ddpm.samplers import make_sampler
 from ddpm.train import train
 
@@ -170,12 +170,12 @@ def bench_width(base: ExperimentConfig, width: int, s: BenchSettings, work_dir: 
             sampler, steps, eta = s.fast_sampler, min(s.fast_steps, cfg.diffusion.T), s.fast_eta
         log(f"width {width}: sampling, {path} path ({sampler} {steps} steps)")
         sa = measure_sampling(model, cfg, s, sampler, steps, eta, None if s.full_grid else s.sample_steps)
-        amp = autocast_dtype(cfg.train, next(model.parameters()).device)
-        row[path] = {"train": tr, "sample": sa, "precision": "bf16" if amp == torch.bfloat16 else "fp32",
-                     "channels_last": memory_format(cfg.train) == torch.channels_last,
+        opts = sampling_options(cfg.train, next(model.parameters()).device)
+        row[path] = {"train": tr, "sample": sa,
+                     "precision": "bf16" if opts["autocast_dtype"] == torch.bfloat16 else "fp32",
+                     "channels_last": opts["memory_format"] == torch.channels_last,
                      "compile": cfg.train.compile and path == "fast",
-                     **{k: sampling_options(cfg.train, next(model.parameters()).device)[k]
-                        for k in ("fold_batchnorm", "chunk")}}
+                     "fold_batchnorm": opts["fold_batchnorm"], "chunk": opts["chunk"]}
     f, q = row["faithful"], row["fast"]
     row["ratios"] = {
         "train_images_per_s": q["train"]["images_per_s"] / f["train"]["images_per_s"],

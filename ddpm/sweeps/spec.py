@@ -53,7 +53,6 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-
 def _component(raw: dict[str, Any], key: str, default: dict[str, Any], registry: Any, check: Any,
                src: str) -> tuple[str, dict[str, Any]]:
     """``sampler:`` / ``pruner:`` as a name or a mapping {name, **options}: (registered name, checked options)."""
@@ -64,6 +63,7 @@ def _component(raw: dict[str, Any], key: str, default: dict[str, Any], registry:
         raise ConfigError(f"{src}: {key}.name = {name!r}: unknown; valid: {', '.join(sorted(registry))}")
     check(name, opts, f"{src}: {key}")
     return name, opts
+
 
 def _number(value: Any, where: str, integer: bool = False) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
