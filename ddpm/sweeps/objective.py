@@ -162,9 +162,7 @@ class SweepObjective:
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        baseline = ft.user_attrs.get("baseline") or (
-            self.spec.sampler == "grid" and self.spec.enqueue_baseline and params == self.spec.baseline_params())
-        if baseline:
+        if ft.user_attrs.get("baseline"):  # set when enqueued (a grid's baseline point too), copied by a retry
             trial.set_user_attr("baseline", True)
             trial.study.set_user_attr("baseline_trial", trial.number)
 

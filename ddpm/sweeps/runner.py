@@ -2,15 +2,21 @@
 
 Budget: ``n_trials`` counts every trial of the study (complete, pruned, failed, running, waiting),
 except failed trials that were retried (the retry takes their place), so a rerun after Ctrl-C runs
-only what is left. Several workers check the budget before each trial; like Optuna's own
-``MaxTrialsCallback``, two workers that start at the same instant may overshoot it by one.
-When the budget is used up a worker waits for trials still running elsewhere, failing and retrying
-those whose heartbeat stopped, so the study ends with no trial lost.
+only what is left. A grid study (``sampler: grid``) enqueues all its points when it is created
+(``ddpm.sweeps.grid``); there ``n_trials`` counts the trials started, and a worker only ever starts a
+waiting trial. When the budget is used up a worker waits for trials still running elsewhere, failing
+and retrying those whose heartbeat stopped, so the study ends with no trial lost.
+
+Every check-then-write step is taken under the study lock (``ddpm.sweeps.locks``): creating the study
+and enqueueing its trials, re-queueing interrupted trials, failing stale ones, and "is there budget
+left?" up to the moment the started trial is claimed. So concurrent workers never enqueue a point
+twice, never start one waiting trial twice, and never overshoot ``n_trials``.
 """
 from __future__ import annotations
 
 import copy
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,6 +30,8 @@ from optuna.trial import TrialState
 
 from ddpm.errors import ConfigError
 from ddpm.progress import console
+from ddpm.sweeps.grid import enqueue_grid
+from ddpm.sweeps.locks import StudyLock, study_lock
 from ddpm.sweeps.objective import SweepObjective
 from ddpm.sweeps.pruners import make_pruner
 from ddpm.sweeps.samplers import make_sampler
@@ -55,20 +63,28 @@ def redacted_spec(spec: SweepSpec) -> dict[str, Any]:
 
 def worker_seed(seed: Optional[int], worker: Optional[int]) -> Optional[int]:
     """Worker k of a sweep samples with seed + k: seeded workers with one seed would propose the same
-    points. A worker started by hand (no index) offsets by its process id."""
+    points. A worker started by hand (no index) adds a random 32-bit offset (its process id would repeat
+    across machines and containers, which would then propose the same points)."""
     if seed is None or worker == 0:
         return seed
-    return seed + (worker if worker is not None else 1000 + os.getpid() % 100_000)
+    return seed + (worker if worker is not None else 1_000_000 + secrets.randbits(32))
 
 
 def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
                worker: Optional[int] = 0) -> optuna.Study:
-    """The sweep's study in its storage: created (with its attributes and enqueued trials) if new."""
+    """The sweep's study in its storage: created (with its attributes and enqueued trials) if new.
+
+    Runs under the study lock, so processes that start at once create it and enqueue its trials once."""
     url = url or storage_url(spec)
+    with study_lock(url, spec.study):
+        return _load_study(spec, url, create, worker)
+
+
+def _load_study(spec: SweepSpec, url: str, create: bool, worker: Optional[int]) -> optuna.Study:
     storage = open_storage(url, _heartbeat(spec, url))
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     kwargs = dict(spec.sampler_kwargs)
-    if kwargs.get("seed") is not None:
+    if kwargs.get("seed") is not None and spec.sampler != "grid":  # a grid's seed orders its points, same everywhere
         # a resumed study must not replay the first run's random proposals: offset by the trials so far
         done = existing[spec.study].n_trials if spec.study in existing else 0
         kwargs["seed"] = worker_seed(kwargs["seed"], worker) + 1000 * done
@@ -83,12 +99,14 @@ def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
         raise ConfigError(f"study {spec.study!r} is not in {redact_url(url)}; start it with `ddpm sweep {spec.path}`")
     study = optuna.create_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner,
                                 directions=spec.directions, load_if_exists=True)
+    if spec.sampler == "grid":
+        enqueue_grid(study, spec)  # the points it does not hold yet (all of them when new)
     if "spec" not in study.user_attrs:
         study.set_user_attr("spec", redacted_spec(spec))
         study.set_user_attr("objectives", spec.objective_summary())
         study.set_user_attr("base_experiment", str(spec.base))
         study.set_user_attr("sweep_file", str(spec.path))
-        if spec.enqueue_baseline and spec.sampler != "grid":  # a grid runs the baseline's point anyway
+        if spec.enqueue_baseline and spec.sampler != "grid":  # a grid enqueues the baseline's point first
             study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
             waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                        if t.user_attrs.get("baseline")]
@@ -101,9 +119,13 @@ def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
 
 @dataclass
 class Budget:
-    live: int           # trials that count toward n_trials
+    live: int           # trials that count toward n_trials (failed ones that were retried do not)
     waiting: int
     running: int
+
+    @property
+    def started(self) -> int:
+        return self.live - self.waiting
 
     @classmethod
     def of(cls, study: optuna.Study) -> "Budget":
@@ -112,6 +134,13 @@ class Budget:
         live = [t for t in trials if t.number not in retried]
         return cls(len(live), sum(t.state == TrialState.WAITING for t in live),
                    sum(t.state == TrialState.RUNNING for t in live))
+
+    def can_start(self, n_trials: Optional[int], grid: bool) -> bool:
+        """Another trial may start: a grid starts waiting trials only, up to n_trials started; other samplers
+        run waiting (enqueued, retried) trials first, then new ones while the study has fewer than n_trials."""
+        if grid:
+            return self.waiting > 0 and (n_trials is None or self.started < n_trials)
+        return self.waiting > 0 or n_trials is None or self.live < n_trials
 
 
 def requeue_interrupted(study: optuna.Study) -> list[int]:
@@ -163,24 +192,41 @@ def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[in
     study = load_study(spec, url, worker=worker)
     objective = SweepObjective(spec, verbose=verbose)
     heartbeat = _heartbeat(spec, url)
+    lock = study_lock(url, spec.study)
     start, ran = time.monotonic(), 0
-    while True:
-        if timeout is not None and time.monotonic() - start >= timeout:
+    try:
+        while True:
+            if timeout is not None and time.monotonic() - start >= timeout:
+                break
+            lock.acquire()  # held from the budget check until the trial is claimed (see _claimed)
+            b = Budget.of(study)
+            if b.can_start(n_trials, spec.sampler == "grid"):
+                study.optimize(_claimed(objective, lock), n_trials=1, catch=(Exception,), callbacks=[_report_trial])
+                lock.release()  # if the trial never reached the objective
+                ran += 1
+                continue
+            if b.running and heartbeat is not None:
+                # the budget is spent but trials run elsewhere: retry any whose worker died, then wait
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+                lock.release()
+                time.sleep(heartbeat.interval)
+                continue
+            lock.release()
             break
-        b = Budget.of(study)
-        if b.waiting or n_trials is None or b.live < n_trials:
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_report_trial])
-            ran += 1
-            continue
-        if b.running and heartbeat is not None:
-            # the budget is spent but trials run elsewhere: wait, and retry any whose worker died
-            time.sleep(heartbeat.interval)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            continue
-        break
+    finally:
+        lock.release()
     return ran
+
+
+def _claimed(objective: SweepObjective, lock: StudyLock) -> Any:
+    """The objective, releasing the study lock first: by then ``study.optimize`` has failed stale trials
+    and claimed its trial (popped a waiting one or created one), all under the lock."""
+    def run(trial: optuna.Trial) -> Any:
+        lock.release()
+        return objective(trial)
+    return run
 
 
 def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_trials: Optional[int] = None,
@@ -189,15 +235,24 @@ def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_tr
     """Create or resume the study, requeue interrupted trials, run ``workers`` processes until the budget is spent."""
     url = url or storage_url(spec)
     study = load_study(spec, url)
-    again = requeue_interrupted(study)
-    b = Budget.of(study)
-    console.print(f"study [bold]{spec.study}[/] in {redact_url(url)}: {b.live} trial(s) so far, budget "
+    with study_lock(url, spec.study):
+        again = requeue_interrupted(study)
+        b = Budget.of(study)
+    grid = f" ({b.waiting} grid point(s) waiting)" if spec.sampler == "grid" else ""
+    console.print(f"study [bold]{spec.study}[/] in {redact_url(url)}: {b.started if grid else b.live} trial(s) "
+                  f"so far{grid}, budget "
                   f"{n_trials or spec.n_trials or '-'} trial(s)" + (f", {timeout or spec.timeout:.0f}s" if (timeout or spec.timeout) else "")
                   + (f"; resuming interrupted trial(s) {again}" if again else ""), soft_wrap=True)
     if workers <= 1:
         run_worker(spec, url, n_trials, timeout)
     else:
         _run_subprocess_workers(spec, url, workers, n_trials, timeout, extra_worker_args, threads)
+    if spec.sampler == "grid":
+        left = Budget.of(study).waiting
+        if left:
+            console.print(f"{left} grid point(s) not run (budget {n_trials or spec.n_trials} trial(s)"
+                          + (f", {timeout or spec.timeout:.0f}s" if (timeout or spec.timeout) else "")
+                          + "); rerun with a larger --n-trials to run them", soft_wrap=True)
     return study
 
 

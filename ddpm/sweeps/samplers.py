@@ -1,4 +1,4 @@
-"""Optuna samplers by name (a registry): tpe, random, grid, cmaes, nsga2.
+"""Optuna samplers by name (a registry): tpe, random, grid (enqueued points only), cmaes, nsga2.
 
 Each factory gets the sampler's YAML mapping minus ``name`` (``seed`` and any constructor keyword of
 the Optuna class) and the search space; adding one is one function plus ``@register_sampler``.
@@ -6,7 +6,7 @@ the Optuna class) and the search space; adding one is one function plus ``@regis
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import optuna
 
@@ -37,9 +37,31 @@ def _random(kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int) ->
     return optuna.samplers.RandomSampler(**kwargs)
 
 
-@register_sampler("grid", optuna.samplers.GridSampler)
+class EnqueuedOnlySampler(optuna.samplers.BaseSampler):
+    """``sampler: grid``: serves only the points enqueued when the study was created (``ddpm.sweeps.grid``),
+    each a waiting trial that the storage hands to one worker; asked for a fresh point, it raises.
+
+    ``seed`` orders the enqueued grid (a seeded shuffle); it is not offset per worker or per resume.
+    """
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        self.seed = seed
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return {}
+
+    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        raise RuntimeError(f"sampler grid: trial {trial.number} is not an enqueued grid point (asked for "
+                           f"{param_name}); grid workers only run the study's waiting trials")
+
+
+@register_sampler("grid", EnqueuedOnlySampler)
 def _grid(kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GridSampler(grid_values(space), **kwargs)
+    grid_values(space)  # a continuous key is an error here, not in the first trial
+    return EnqueuedOnlySampler(**kwargs)
 
 
 @register_sampler("cmaes", optuna.samplers.CmaEsSampler)
