@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ddpm.sweeps.storage import StorageError, redact_url, scheme_of
+from ddpm.sweeps.storage import StorageError, _first_line, redact_url, scheme_of
 
 
 class StudyLock:
@@ -118,9 +118,8 @@ def _postgres_lock(url: str, study: str) -> StudyLock:
             conn = engine.connect()
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:a, :b)"), {"a": 0x0DD9, "b": key})
             conn.commit()
-        except Exception as e:  # the URL's password must not reach the message
-            raise StorageError(f"storage {redact_url(url)!r}: cannot take the lock of study {study!r}: "
-                               f"{type(e).__name__}") from None
+        except Exception as e:  # the server is down or refuses us: the message open_storage gives (password hidden)
+            raise StorageError(f"storage {redact_url(url)!r} is unreachable: {_first_line(e, url)}") from None
         return conn
 
     def release(conn: Any) -> None:
