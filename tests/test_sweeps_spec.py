@@ -343,3 +343,16 @@ def test_edge_omega_is_flagged_on_the_console_and_in_ddpm_trials(capsys, monkeyp
     print_trials(study)
     out = capsys.readouterr().err
     assert "best omega 4 is the largest tried" in out and "best omega 1 " not in out
+
+
+def test_when_matches_numbers_as_written(tmp_path):
+    """A stepped float's 0.30000000000000004 is the 0.3 a user wrote; true is not 1."""
+    space = {"train.lr": {"type": "float", "low": 0.1, "high": 0.5, "step": 0.1},
+             "train.gamma": {"type": "float", "low": 0.1, "high": 0.9, "when": {"train.lr": [0.3]}},
+             "train.ema_decay": {"type": "categorical", "choices": [None, 0.999], "when": {"train.lr": 0.3}}}
+    spec = load_sweep(write(tmp_path, with_(space=space)))
+    assert spec.space["train.gamma"].active({"train.lr": spec.space["train.lr"].finite_values()[2]})
+    assert not spec.space["train.gamma"].active({"train.lr": 0.2}) and not spec.space["train.gamma"].active({})
+    flags = {"train.compile": [True, False], "train.grad_clip": {"type": "float", "low": 0.5, "high": 2, "when": {"train.compile": [1]}}}
+    with pytest.raises(ConfigError, match=r"when.train.compile: 1 is not a value train.compile can take"):
+        load_sweep(write(tmp_path, with_(space=flags)))

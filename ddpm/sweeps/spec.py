@@ -78,8 +78,13 @@ def _number(value: Any, where: str, integer: bool = False) -> float | int:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """YAML scalar equality where true is not 1 (a categorical may hold both)."""
-    return a is b if isinstance(a, bool) or isinstance(b, bool) else a == b
+    """YAML scalar equality where true is not 1 (a categorical may hold both) and a stepped float's
+    0.30000000000000004 is the 0.3 a user wrote."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
 
 
 @dataclass(frozen=True)
