@@ -47,7 +47,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def checkpoint_config(ckpt: dict[str, Any]) -> ExperimentConfig:
-    return config_from_dict(ckpt["config"], source=ckpt.get("path", "<checkpoint>"))
+    # what was trained stays loadable: the terminal alpha_bar_T guard applies to new configs only
+    return config_from_dict(ckpt["config"], source=ckpt.get("path", "<checkpoint>"), check_endpoint=False)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True):

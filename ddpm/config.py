@@ -172,9 +172,9 @@ def _from_dict(cls: type, data: Any, prefix: str, source: str) -> Any:
     return cls(**kwargs)
 
 
-def config_from_dict(data: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+def config_from_dict(data: dict[str, Any], source: str = "<config>", check_endpoint: bool = True) -> ExperimentConfig:
     cfg = _from_dict(ExperimentConfig, data or {}, "", source)
-    validate(cfg, source)
+    validate(cfg, source, check_endpoint)
     return cfg
 
 
@@ -275,7 +275,9 @@ def _choice(where: str, value: str, allowed: list[str]) -> None:
         raise ConfigError(f"{where} = {value!r}: unknown name; valid: {', '.join(allowed)}")
 
 
-def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
+def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bool = True) -> None:
+    """Reject a config no run should start from, in one line naming the key. ``check_endpoint=False``
+    skips only the terminal alpha_bar_T guard: for reading back what was already trained (checkpoints)."""
     from ddpm.data import DATASETS
     from ddpm.samplers import SAMPLERS
     from ddpm.schedules import SCHEDULES
@@ -334,3 +336,56 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> None:
     if s.eta < 0:
         raise bad("sample.eta", s.eta, "must be >= 0")
     _choice(f"{source}: tracking.wandb", cfg.tracking.wandb, ["auto", "online", "offline", "disabled"])
+    if check_endpoint:
+        _check_terminal_alpha_bar(d, source)
+
+
+def _check_terminal_alpha_bar(d: DiffusionConfig, source: str) -> None:
+    """alpha_bar_T <= MAX_TERMINAL_ALPHA_BAR (the bound and its reasons: ddpm/schedules.py)."""
+    from ddpm.schedules import MAX_TERMINAL_ALPHA_BAR, SCHEDULE_PARAMS, smallest_beta_T, terminal_alpha_bar
+
+    abar = terminal_alpha_bar(d.schedule, d.T, d.beta_1, d.beta_T)
+    if abar <= MAX_TERMINAL_ALPHA_BAR:
+        return
+    used = ("T",) + SCHEDULE_PARAMS[d.schedule]
+    values = ", ".join(f"diffusion.{k} = {getattr(d, k)!r}" for k in ("schedule",) + used)
+    least = smallest_beta_T(d.schedule, d.T, d.beta_1)
+    fix = (f"raise diffusion.beta_T to >= {least:.3g} or raise diffusion.T" if least is not None
+           else "raise diffusion.T")
+    raise ConfigError(f"{source}: {values}: alpha_bar_T = {abar:.3g} exceeds {MAX_TERMINAL_ALPHA_BAR:g} (x_T would "
+                      f"keep that share of the image while sampling starts from pure noise); {fix}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the seed default
+
+# Keys that say where or how a run executes, not what it computes: a config that differs from the seed's
+# DMConfig only in these still ran the seed default. Everything else (data, model, diffusion, the
+# training recipe, sampling) must equal ``ExperimentConfig()``'s value.
+RUNTIME_KEYS = ("name", "out_dir", "tracking", "data.root", "train.device", "train.precision", "train.path",
+                "train.channels_last", "train.compile", "train.fold_batchnorm", "train.sample_chunk",
+                "train.grid_every")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def seed_differences(cfg: ExperimentConfig | dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys where ``cfg`` differs from the seed's DMConfig (``ExperimentConfig()``), ``RUNTIME_KEYS``
+    and ``ignore`` (keys or sections) aside; a key ``cfg`` lacks counts as different. [] = the seed default."""
+    have = _flat(cfg.to_dict() if isinstance(cfg, ExperimentConfig) else cfg)
+    skip = RUNTIME_KEYS + tuple(ignore)
+    out = []
+    for key, value in _flat(ExperimentConfig().to_dict()).items():
+        if any(key == s or key.startswith(s + ".") for s in skip):
+            continue
+        if key not in have or have[key] != value or isinstance(have[key], bool) != isinstance(value, bool):
+            out.append(key)
+    return out

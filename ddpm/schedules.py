@@ -1,7 +1,11 @@
 """Beta schedules (a registry) and the seed's ``scheduler(t)`` contract.
 
 A schedule's name is a promise (improved-diffusion): a changed formula gets a new name. Adding a
-schedule is one function ``(T, beta_1, beta_T) -> betas`` plus ``@register_schedule("name")``.
+schedule is one function ``(T, beta_1, beta_T) -> betas`` plus ``@register_schedule("name")``; a
+schedule that ignores its end points says so (``uses=()``), so sweeps do not search them for it.
+
+The terminal guard: a schedule whose ``alpha_bar_T`` exceeds ``MAX_TERMINAL_ALPHA_BAR`` is rejected
+by config validation (see ``terminal_alpha_bar``).
 """
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ import torch
 
 ScheduleFn = Callable[[int, float, float], torch.Tensor]
 SCHEDULES: dict[str, ScheduleFn] = {}
+SCHEDULE_PARAMS: dict[str, tuple[str, ...]] = {}     # the diffusion.* end points each schedule reads
+END_POINTS = ("beta_1", "beta_T")
 
 
-def register_schedule(name: str) -> Callable[[ScheduleFn], ScheduleFn]:
+def register_schedule(name: str, uses: tuple[str, ...] = END_POINTS) -> Callable[[ScheduleFn], ScheduleFn]:
     def deco(fn: ScheduleFn) -> ScheduleFn:
         SCHEDULES[name] = fn
+        SCHEDULE_PARAMS[name] = tuple(uses)
         return fn
     return deco
 
@@ -33,7 +40,7 @@ def quadratic(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
     return torch.linspace(beta_1 ** 0.5, beta_T ** 0.5, T, dtype=torch.float64) ** 2
 
 
-@register_schedule("cosine")
+@register_schedule("cosine", uses=())
 def cosine(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
     # Nichol & Dhariwal 2021, eq. 17: alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) * pi/2),
     # beta_t = 1 - alpha_bar(t)/alpha_bar(t-1) clipped at 0.999; s = 0.008. beta_1/beta_T are unused.
@@ -50,6 +57,38 @@ def sigmoid(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
     x = torch.sigmoid(torch.linspace(-6, 6, T, dtype=torch.float64))
     x = (x - x[0]) / (x[-1] - x[0])
     return beta_1 + (beta_T - beta_1) * x
+
+
+# The terminal guard. Training draws x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4), but
+# sampling starts from x_T ~ N(0, I) (Algorithm 2, line 1). alpha_bar_T is the share of x_T's variance
+# that is still the image (for unit-variance data): where it is large, the model never learns to start
+# from pure noise and a trial loses on its end point, not its schedule shape (issue 11: T = 100 with
+# linear betas 1e-4..1e-2 keeps alpha_bar_T = 0.60). Ho et al. 2020 end at alpha_bar_T = 4e-5; the seed's
+# linear 1e-4..2e-2 at T = 400 at 0.0175; cpu-quick's T = 200, beta_T = 4e-2 at 0.0172; the quadratic
+# schedule on the seed's end points at 0.056. The bound 0.1 accepts all of these (and every shipped
+# experiment and sweep base) and rejects a start where a tenth or more of x_T is still signal
+# (signal-to-noise ratio alpha_bar / (1 - alpha_bar) above 0.11, Kingma et al. 2021's SNR(T)).
+MAX_TERMINAL_ALPHA_BAR = 0.1
+
+
+def terminal_alpha_bar(name: str, T: int, beta_1: float, beta_T: float) -> float:
+    """alpha_bar_T = prod_{t=1..T} (1 - beta_t) of the registered schedule (DDPM eq. 4's alpha_bar_t at t = T)."""
+    betas = SCHEDULES[name](T, beta_1, beta_T).to(torch.float64)
+    return float(torch.exp(torch.log1p(-betas).sum()))
+
+
+def smallest_beta_T(name: str, T: int, beta_1: float, bound: float = MAX_TERMINAL_ALPHA_BAR) -> float | None:
+    """The least beta_T in [beta_1, 0.999] with alpha_bar_T <= bound at this T (bisection: alpha_bar_T falls
+    as beta_T grows), or None when no beta_T reaches it (T too small, or a schedule that ignores beta_T)."""
+    if "beta_T" not in SCHEDULE_PARAMS[name] or terminal_alpha_bar(name, T, beta_1, 0.999) > bound:
+        return None
+    lo, hi = beta_1, 0.999
+    if terminal_alpha_bar(name, T, beta_1, lo) <= bound:
+        return lo
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if terminal_alpha_bar(name, T, beta_1, mid) <= bound else (mid, hi)
+    return hi
 
 
 SCHEDULER_KEYS = ("beta_t", "sqrt_beta_t", "alpha_t", "oneover_sqrt_alpha", "alpha_t_bar",

@@ -8,7 +8,7 @@ import pytest
 from ddpm.bench import cheapest_within_noise, noise_tolerance
 from ddpm.cli import main
 
-TINY = ["diffusion.T=20", "data.test_limit=32"]
+TINY = ["diffusion.T=20", "diffusion.beta_T=0.5", "data.test_limit=32"]  # beta_T: the terminal alpha_bar_T guard
 
 
 def test_bench_runs_tiny_and_writes_json(tmp_path, monkeypatch, capsys):

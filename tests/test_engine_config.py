@@ -1,6 +1,8 @@
 """Config: the seed's defaults, YAML round trips, overrides, and one-line errors for every bad input."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import yaml
 
@@ -89,3 +91,89 @@ def test_cli_bad_input_is_one_line_exit_2_no_traceback():
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "model.num_feat = 12" in lines[0] and "seed.yaml" in lines[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# the terminal alpha_bar_T guard (ddpm/schedules.py MAX_TERMINAL_ALPHA_BAR)
+
+
+def test_terminal_alpha_bar_is_the_product_of_one_minus_beta():
+    from ddpm.schedules import terminal_alpha_bar
+
+    # closed form of the linear schedule: beta_t = beta_1 + (beta_T - beta_1) (t - 1) / (T - 1)
+    for T, b1, bT in [(400, 1e-4, 2e-2), (200, 1e-4, 4e-2), (100, 1e-4, 1e-2)]:
+        expected = math.prod(1 - (b1 + (bT - b1) * i / (T - 1)) for i in range(T))
+        assert terminal_alpha_bar("linear", T, b1, bT) == pytest.approx(expected, rel=1e-9)
+    assert terminal_alpha_bar("linear", 400, 1e-4, 2e-2) == pytest.approx(0.0175, abs=1e-4)   # the seed's
+    assert terminal_alpha_bar("linear", 100, 1e-4, 1e-2) == pytest.approx(0.602, abs=1e-3)   # issue 11's
+
+
+def test_degenerate_endpoint_is_a_one_line_error_with_the_computed_alpha_bar():
+    with pytest.raises(ConfigError) as e:
+        load_config(REPO / "experiments" / "seed.yaml", ["diffusion.T=100", "diffusion.beta_T=0.01"])
+    text = str(e.value)
+    assert "\n" not in text and "experiments/seed.yaml" in text
+    for part in ("diffusion.schedule = 'linear'", "diffusion.T = 100", "diffusion.beta_1 = 0.0001",
+                 "diffusion.beta_T = 0.01", "alpha_bar_T = 0.602 exceeds 0.1", "raise diffusion.beta_T to >= 0.0452"):
+        assert part in text, part
+    # the suggested beta_T is the bound's edge: it passes, a little less does not
+    load_config(REPO / "experiments" / "seed.yaml", ["diffusion.T=100", "diffusion.beta_T=0.0453"])
+    with pytest.raises(ConfigError, match="alpha_bar_T"):
+        load_config(REPO / "experiments" / "seed.yaml", ["diffusion.T=100", "diffusion.beta_T=0.045"])
+    # a schedule that ignores beta_T (cosine) is judged on its own alpha_bar_T
+    load_config(REPO / "experiments" / "seed.yaml", ["diffusion.T=100", "diffusion.beta_T=0.01",
+                                                      "diffusion.schedule=cosine"])
+    with pytest.raises(ConfigError, match=r"diffusion.T = 1, .*alpha_bar_T = 1 exceeds 0.1.*; raise diffusion.T$"):
+        load_config(None, extra={"diffusion.T": 1})
+
+
+def test_cli_rejects_a_degenerate_endpoint_and_writes_nothing(tmp_path):
+    r = run_cli("train", "experiments/seed.yaml", "diffusion.T=100", "diffusion.beta_T=0.01",
+                f"out_dir={tmp_path / 'runs'}")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "alpha_bar_T = 0.602 exceeds 0.1" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_passes_the_guard(path):
+    from ddpm.schedules import MAX_TERMINAL_ALPHA_BAR, terminal_alpha_bar
+
+    d = load_config(path).diffusion
+    assert terminal_alpha_bar(d.schedule, d.T, d.beta_1, d.beta_T) <= MAX_TERMINAL_ALPHA_BAR
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sweep_base_and_baseline_pass_the_guard(path):
+    from ddpm.sweeps.spec import load_sweep, trial_config
+
+    spec = load_sweep(path)            # validates base + overrides
+    trial_config(spec, spec.baseline_params(), "baseline")
+
+
+def test_a_checkpoint_of_a_degenerate_config_still_loads():
+    """What was trained before the guard stays readable (ddpm sample / eval); only new configs are refused."""
+    from ddpm.checkpoint import checkpoint_config
+
+    raw = load_config(None, extra={"diffusion.T": 20, "diffusion.beta_T": 0.5}).to_dict()
+    raw["diffusion"]["beta_T"] = 0.02
+    with pytest.raises(ConfigError, match="alpha_bar_T"):
+        config_from_dict(raw)
+    assert checkpoint_config({"config": raw, "path": "old.pt"}).diffusion.beta_T == 0.02
+
+
+def test_seed_differences_ignore_only_runtime_keys():
+    from ddpm.config import RUNTIME_KEYS, seed_differences
+
+    assert seed_differences(load_config(REPO / "experiments" / "seed.yaml")) == []
+    runtime = load_config(REPO / "experiments" / "seed.yaml", ["name=x", "out_dir=/tmp/y", "train.device=cpu",
+                                                                "tracking.wandb=disabled", "train.grid_every=0"])
+    assert seed_differences(runtime) == [] and "tracking" in RUNTIME_KEYS
+    quick = seed_differences(load_config(REPO / "experiments" / "cpu-quick.yaml"))
+    assert {"data.limit", "model.num_feat", "diffusion.T", "diffusion.beta_T", "train.lr"} <= set(quick)
+    assert seed_differences(load_config(None, extra={"diffusion.mask_p": 0.2})) == ["diffusion.mask_p"]
+    raw = ExperimentConfig().to_dict()
+    del raw["train"]["lr"]                               # an older config without a key: not provably the seed's
+    assert seed_differences(raw) == ["train.lr"]
+    assert seed_differences(load_config(None, extra={"sample.omega": 4.0}), ignore=("sample.omega",)) == []

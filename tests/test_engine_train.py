@@ -86,7 +86,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 def _cli_args(tmp_path, name, epochs):
     return ["train", "experiments/cpu-quick.yaml", f"name={name}", f"out_dir={tmp_path}", "data.limit=2048",
-            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "sample.steps=null",
+            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "diffusion.beta_T=0.5", "sample.steps=null",
             "train.grid_every=0", f"train.epochs={epochs}", "train.batch_size=32", "tracking.wandb=disabled"]
 
 

@@ -31,7 +31,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = {"data.limit": 128, "data.test_limit": 64, "model.num_feat": 8, "diffusion.T": 10, "train.epochs": 1,
+TINY = {"data.limit": 128, "data.test_limit": 64, "model.num_feat": 8, "diffusion.T": 10, "diffusion.beta_T": 0.5, "train.epochs": 1,
         "train.batch_size": 32, "train.lr": 1e-3, "train.grid_every": 1, "sample.steps": 2,
         "tracking.wandb": "disabled"}
 SECTIONS = ["summary", "best", "top", "history", "importances", "losses", "guidance", "grids", "failures", "spec"]
@@ -109,7 +109,7 @@ def test_report_has_every_section(report: Path) -> None:
     titles_md = re.findall(r"^## (.*)$", md, flags=re.M)
     assert titles_html == titles_md
     for text in ("Optimisation history", "Parameter importances", "Loss curves", "Guidance trade-off",
-                 "Samples of the best trial", "seed default", "short study", "model.num_feat = 12", "pruned after epoch 1",
+                 "Samples of the best trial", "#0 (baseline)", "short study", "model.num_feat = 12", "pruned after epoch 1",
                  "trials/hour"):
         assert text in html and text in md, text
     # self-contained: every image is a data URI; nothing is fetched from anywhere
@@ -171,7 +171,8 @@ def test_single_trial_study_gives_a_report(study_root: Path, tmp_path: Path) -> 
     path = write_report("one", storage=url, out_dir=tmp_path / "one")
     html = path.read_text()
     assert "need at least 2 completed trials" in html
-    assert "was not run as a baseline" in html
+    md = (tmp_path / "one" / "report.md").read_text()
+    assert "No baseline trial: the sweep's base config (not recorded in this study) was not run as a trial" in md
     assert (tmp_path / "one" / "best_config.yaml").is_file()
     cfg = load_config(tmp_path / "one" / "best_config.yaml")
     assert (cfg.train.lr, cfg.diffusion.mask_p) == (3e-3, 0.3)
@@ -432,3 +433,60 @@ def test_report_from_postgres_never_shows_the_password(study_root: Path, tmp_pat
         assert f"{urlsplit(url).username}:***@" in (out / "report.html").read_text()
     finally:
         optuna.delete_study(study_name=name, storage=url)
+
+
+# ----------------------------------------------------------------------------------------------
+# honest labels: the baseline is the sweep's base config; only the seed's exact DMConfig is the seed default
+
+
+def test_report_names_the_baseline_for_what_it_ran(report: Path, study_root: Path) -> None:
+    md = (report.parent / "report.md").read_text()
+    assert ("Baseline: trial 0 ran the sweep's base config: cpu-quick + overrides (data.limit=128, data.test_limit=64, "
+            "model.num_feat=8, diffusion.T=10, diffusion.beta_T=0.5,") in md
+    assert "It is not the seed default (it differs in data.limit, data.test_limit, model.num_feat," in md
+    assert "(seed default)" not in md and "seed's default config" not in md
+    assert "| base experiment | experiments/cpu-quick.yaml |" in md          # relative, not an absolute path
+    # a best omega at the edge of the grid ([0, 2]) is flagged in the best trial's section
+    study = optuna.load_study(study_name="tiny", storage=_storage(study_root))
+    flagged = "Note: best omega 2 is the largest tried; the optimum may lie beyond it" in md
+    assert flagged == (study.best_trial.user_attrs["best_omega"] == 2.0)
+
+
+def _label_study(configs: list[dict[str, Any]], baseline: int) -> Any:
+    from ddpm.report.collect import Objective, StudyData, TrialData
+
+    study = optuna.create_study()
+    dist = {"train.lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
+    trials = []
+    for i, cfg in enumerate(configs):
+        study.add_trial(optuna.trial.create_trial(params={"train.lr": 1e-4}, distributions=dist, value=float(i),
+                                                  user_attrs={"config": cfg, "best_omega": 1.0}))
+        trials.append(TrialData(study.trials[-1], None, [], [], cfg))
+    spec = {"base": "../experiments/seed.yaml", "overrides": {"train.epochs": 1}}
+    return StudyData(study, "memory", [], [Objective("fid", "minimize")], trials, spec,
+                     str(REPO / "experiments" / "seed.yaml"), baseline)
+
+
+def test_only_the_seeds_exact_config_is_called_the_seed_default() -> None:
+    from ddpm.report.sections import ReportContext, _trial_label, base_label, top_trials
+
+    seed = load_config(REPO / "experiments" / "seed.yaml")
+    exact = seed.to_dict()
+    # a sweep trial of the seed: its own run folder, device and tracking, scored by the sweep's guidance grid
+    ran_seed = load_config(REPO / "experiments" / "seed.yaml", ["name=trial-1", "out_dir=runs/s", "train.device=cpu",
+                                                                "tracking.wandb=disabled", "sample.omega=4",
+                                                                "sample.sampler=ddim", "sample.steps=50"]).to_dict()
+    one_epoch = load_config(REPO / "experiments" / "seed.yaml", ["train.epochs=1"]).to_dict()
+    clipped = load_config(REPO / "experiments" / "seed.yaml", ["sample.clip_x0=true"]).to_dict()
+    d = _label_study([one_epoch, exact, ran_seed, clipped], baseline=0)
+    labels = [_trial_label(d, t) for t in d.trials]
+    assert labels == ["#0 (baseline)", "#1 (seed default)", "#2 (seed default)", "#3"]
+    assert base_label(d) == "the sweep's base config: seed + overrides (train.epochs=1)"
+    text = " ".join(b.text for b in top_trials(ReportContext(d, None, None, Path("."))).blocks if hasattr(b, "text"))
+    assert ("Baseline: trial 0 ran the sweep's base config: seed + overrides (train.epochs=1) (ranked 1 of 4). "
+            "It is not the seed default (it differs in train.epochs).") in text
+    d = _label_study([exact], baseline=0)
+    assert _trial_label(d, d.trials[0]) == "#0 (baseline, seed default)"
+    text = " ".join(b.text for b in top_trials(ReportContext(d, None, None, Path("."))).blocks if hasattr(b, "text"))
+    assert "That is the seed's DMConfig exactly: the seed default." in text
+

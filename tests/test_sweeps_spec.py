@@ -33,7 +33,7 @@ GOOD = {
 
 def write(tmp_path: Path, data: dict, name: str = "s.yaml") -> Path:
     p = tmp_path / name
-    p.write_text(yaml.safe_dump(data))
+    p.write_text(yaml.safe_dump(data, sort_keys=False))  # the space keeps its order (a `when` names earlier keys)
     return p
 
 
@@ -180,3 +180,179 @@ def test_spec_docstring_example_parses(tmp_path):
     data = yaml.safe_load(textwrap.dedent(doc))
     data["base"] = str(REPO / "experiments" / "cpu-quick.yaml")
     assert load_sweep(write(tmp_path, data)).study == "quickstart"
+
+
+# ----------------------------------------------------------------------------------------------
+# conditional spaces (when:) and the schedules a key means something for
+
+SCHED = {"type": "categorical", "choices": ["linear", "quadratic", "cosine", "sigmoid"]}
+BETA_T = {"type": "float", "low": 4e-2, "high": 2e-1, "log": True}
+NON_COSINE = {"diffusion.schedule": ["linear", "quadratic", "sigmoid"]}
+
+
+def _space(**entries) -> dict:
+    return {k.replace("__", "."): v for k, v in entries.items()}
+
+
+BAD_WHEN = [
+    ("when names an unknown key", _space(diffusion__schedule=SCHED, diffusion__beta_T={**BETA_T, "when": {"diffusion.shedule": ["linear"]}}),
+     "space.diffusion.beta_T.when: 'diffusion.shedule' is not a key searched above this one (earlier keys: diffusion.schedule)"),
+    ("when names a later key", _space(diffusion__beta_T={**BETA_T, "when": {"diffusion.schedule": ["linear"]}}, diffusion__schedule=SCHED),
+     "space.diffusion.beta_T.when: 'diffusion.schedule' is not a key searched above this one (earlier keys: none: this is the first key)"),
+    ("when value not a choice", _space(diffusion__schedule=SCHED, diffusion__beta_T={**BETA_T, "when": {"diffusion.schedule": ["linear", "cosin"]}}),
+     "space.diffusion.beta_T.when.diffusion.schedule: 'cosin' is not a value diffusion.schedule can take (its values: ['linear', 'quadratic', 'cosine', 'sigmoid'])"),
+    ("when on a continuous key", _space(train__lr={"type": "float", "low": 1e-4, "high": 1e-3}, train__batch_size={"type": "int", "low": 32, "high": 64, "when": {"train.lr": [1e-4]}}),
+     "space.train.batch_size.when: 'train.lr' is a continuous float"),
+    ("empty when", _space(diffusion__schedule=SCHED, diffusion__beta_T={**BETA_T, "when": {}}), "space.diffusion.beta_T.when is empty"),
+    ("when with no values", _space(diffusion__schedule=SCHED, diffusion__beta_T={**BETA_T, "when": {"diffusion.schedule": []}}),
+     "space.diffusion.beta_T.when.diffusion.schedule = []"),
+    ("beta_T searched for cosine", _space(diffusion__schedule=SCHED, diffusion__beta_T=BETA_T),
+     "space.diffusion.beta_T is searched for schedule cosine, which ignores it (a pure-noise dimension for the sampler); "
+     "add when: {diffusion.schedule: [linear, quadratic, sigmoid]}"),
+    ("beta_1 searched for a cosine base", _space(diffusion__beta_1={"type": "float", "low": 1e-5, "high": 1e-3, "log": True}),
+     "space.diffusion.beta_1 is searched for schedule cosine, which ignores it (a pure-noise dimension for the sampler); remove it from the space"),
+    ("when scopes beta_T but keeps cosine", _space(diffusion__schedule=SCHED, diffusion__beta_T={**BETA_T, "when": {"diffusion.schedule": ["linear", "cosine"]}}),
+     "space.diffusion.beta_T is searched for schedule cosine"),
+]
+
+
+@pytest.mark.parametrize("name,space,message", BAD_WHEN, ids=[b[0] for b in BAD_WHEN])
+def test_bad_when_is_one_line_error(tmp_path, name, space, message):
+    overrides = {"train.epochs": 1, **({"diffusion.schedule": "cosine"} if "cosine base" in name else {})}
+    with pytest.raises(ConfigError) as e:
+        load_sweep(write(tmp_path, with_(space=space, overrides=overrides)))
+    text = str(e.value)
+    assert message in text
+    assert "\n" not in text and text.startswith(str(tmp_path))
+
+
+def test_when_with_a_grid_sampler_is_refused(tmp_path):
+    space = _space(diffusion__schedule=["linear", "cosine"], diffusion__beta_T={"type": "categorical", "choices": [0.04, 0.08], "when": {"diffusion.schedule": "linear"}})
+    with pytest.raises(ConfigError, match=r"space.diffusion.beta_T.when with sampler grid: a grid runs the full product"):
+        load_sweep(write(tmp_path, with_(space=space, sampler={"name": "grid"})))
+
+
+def test_enqueued_point_must_meet_its_conditions(tmp_path):
+    space = _space(diffusion__schedule=SCHED, diffusion__beta_T={**BETA_T, "when": NON_COSINE})
+    ok = load_sweep(write(tmp_path, with_(space=space, enqueue=[{"diffusion.schedule": "linear", "diffusion.beta_T": 0.1},
+                                                               {"diffusion.beta_T": 0.1}, {"diffusion.schedule": "cosine"}])))
+    assert len(ok.enqueue) == 3
+    with pytest.raises(ConfigError, match=r"enqueue\[0\].diffusion.beta_T: not searched here \(diffusion.schedule in "
+                                          r"\['linear', 'quadratic', 'sigmoid'\], but this entry has diffusion.schedule = 'cosine'\)"):
+        load_sweep(write(tmp_path, with_(space=space, enqueue=[{"diffusion.schedule": "cosine", "diffusion.beta_T": 0.1}])))
+
+
+def test_baseline_params_leave_out_what_the_base_does_not_search(tmp_path):
+    space = _space(diffusion__schedule=SCHED, diffusion__beta_T={**BETA_T, "when": NON_COSINE})
+    linear = load_sweep(write(tmp_path, with_(space=space, enqueue_baseline=True)))
+    assert linear.baseline_params() == {"diffusion.schedule": "linear", "diffusion.beta_T": 0.04}
+    cosine = load_sweep(write(tmp_path, with_(space=space, enqueue_baseline=True,
+                                              overrides={"diffusion.schedule": "cosine"})))
+    assert cosine.baseline_params() == {"diffusion.schedule": "cosine"}
+
+
+def test_schedules_sweep_proposes_only_meaningful_points():
+    """Every trial of sweeps/schedules.yaml (random proposals and the space's corners) passes the terminal
+    guard, and a cosine trial has no beta_1/beta_T params (its config keeps the base's end points)."""
+    from ddpm.schedules import MAX_TERMINAL_ALPHA_BAR, terminal_alpha_bar
+    from ddpm.sweeps.spec import suggest_params, trial_config
+
+    spec = load_sweep(REPO / "sweeps" / "schedules.yaml")
+    base = spec.base_config().diffusion
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    corners = [{"diffusion.schedule": s, "diffusion.T": T, "diffusion.beta_1": b1, "diffusion.beta_T": bT}
+               for s in ("linear", "quadratic", "sigmoid") for T in (200, 400) for b1 in (1e-5, 1e-3) for bT in (4e-2, 2e-1)]
+    for c in corners:
+        study.enqueue_trial(c)
+    seen = []
+
+    def objective(trial):
+        params = suggest_params(spec.space, trial)
+        d = trial_config(spec, params, f"trial-{trial.number}").diffusion   # raises on a degenerate point
+        seen.append(terminal_alpha_bar(d.schedule, d.T, d.beta_1, d.beta_T))
+        if params["diffusion.schedule"] == "cosine":
+            assert (d.beta_1, d.beta_T) == (base.beta_1, base.beta_T)
+        return 0.0
+
+    study.optimize(objective, n_trials=len(corners) + 60)
+    assert len(seen) == len(corners) + 60 and max(seen) <= MAX_TERMINAL_ALPHA_BAR
+    for t in study.trials:
+        betas = {"diffusion.beta_1", "diffusion.beta_T"} & set(t.params)
+        assert betas == (set() if t.params["diffusion.schedule"] == "cosine" else {"diffusion.beta_1", "diffusion.beta_T"})
+    assert {t.params["diffusion.schedule"] for t in study.trials} == {"linear", "quadratic", "cosine", "sigmoid"}
+
+
+def test_a_degenerate_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch):
+    from ddpm.sweeps import run_study
+
+    monkeypatch.chdir(tmp_path)
+    tiny = {"data.limit": 64, "data.test_limit": 32, "model.num_feat": 8, "diffusion.T": 20, "diffusion.beta_T": 0.5,
+            "train.epochs": 1, "train.batch_size": 32, "train.grid_every": 0, "sample.steps": None,
+            "tracking.wandb": "disabled"}
+    data = with_(overrides=tiny, space={"diffusion.beta_T": [0.02, 0.5]}, guidance=None, objectives=["test_loss"],
+                 pruner="none", prune_on=DROP, sampler={"name": "random", "seed": 0}, n_trials=2,
+                 enqueue=[{"diffusion.beta_T": 0.02}, {"diffusion.beta_T": 0.5}], out_dir=str(tmp_path / "runs"))
+    study = run_study(load_sweep(write(tmp_path, data)))
+    first, second = study.trials
+    assert first.state.name == "FAIL" and second.state.name == "COMPLETE"
+    reason = first.user_attrs["failure_reason"]
+    assert "ConfigError" in reason and "diffusion.beta_T = 0.02" in reason and "alpha_bar_T = 0.817 exceeds 0.1" in reason
+
+
+# ----------------------------------------------------------------------------------------------
+# a best omega at the edge of the guidance grid
+
+
+def test_omega_at_edge():
+    from ddpm.sweeps.metrics import omega_at_edge
+
+    rows = [{"omega": w, "fid": 1.0} for w in (0, 1, 2, 4)]
+    assert omega_at_edge(rows, 4.0) == "best omega 4 is the largest tried; the optimum may lie beyond it"
+    assert omega_at_edge(rows, 2) is None and omega_at_edge(rows, 1.0) is None
+    assert omega_at_edge(rows, 0.0) is None                       # 0: the lowest weight a sweep accepts
+    assert omega_at_edge(rows[1:], 1.0) == "best omega 1 is the smallest tried; the optimum may lie below it"
+    assert omega_at_edge(rows[:1], 0.0) is None and omega_at_edge([], 4.0) is None   # nothing to compare
+    assert omega_at_edge(rows, None) is None
+
+
+def _edge_study():
+    study = optuna.create_study()
+    study.set_user_attr("objectives", [{"metric": "fid", "direction": "minimize"}])
+    dist = {"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    for lr, best in ((1e-3, 4.0), (2e-3, 1.0)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"train.lr": lr}, distributions=dist, value=10.0 * best,
+            user_attrs={"best_omega": best, "guidance": [{"omega": w, "fid": 1.0} for w in (0.0, 1.0, 2.0, 4.0)]}))
+    return study
+
+
+def test_edge_omega_is_flagged_on_the_console_and_in_ddpm_trials(capsys, monkeypatch):
+    from ddpm.cli.sweep import print_trials
+    from ddpm.progress import console
+    from ddpm.sweeps.runner import _report_trial
+
+    monkeypatch.setattr(console, "width", 400)      # a wide terminal: the table's note column is not wrapped
+
+    study = _edge_study()
+    edge, inside = study.trials
+    _report_trial(study, edge)
+    _report_trial(study, inside)
+    lines = [x for x in capsys.readouterr().err.splitlines() if "complete" in x]
+    assert "note: best omega 4 is the largest tried; the optimum may lie beyond it" in lines[0]
+    assert "note:" not in lines[1]
+    print_trials(study)
+    out = capsys.readouterr().err
+    assert "best omega 4 is the largest tried" in out and "best omega 1 " not in out
+
+
+def test_when_matches_numbers_as_written(tmp_path):
+    """A stepped float's 0.30000000000000004 is the 0.3 a user wrote; true is not 1."""
+    space = {"train.lr": {"type": "float", "low": 0.1, "high": 0.5, "step": 0.1},
+             "train.gamma": {"type": "float", "low": 0.1, "high": 0.9, "when": {"train.lr": [0.3]}},
+             "train.ema_decay": {"type": "categorical", "choices": [None, 0.999], "when": {"train.lr": 0.3}}}
+    spec = load_sweep(write(tmp_path, with_(space=space)))
+    assert spec.space["train.gamma"].active({"train.lr": spec.space["train.lr"].finite_values()[2]})
+    assert not spec.space["train.gamma"].active({"train.lr": 0.2}) and not spec.space["train.gamma"].active({})
+    flags = {"train.compile": [True, False], "train.grad_clip": {"type": "float", "low": 0.5, "high": 2, "when": {"train.compile": [1]}}}
+    with pytest.raises(ConfigError, match=r"when.train.compile: 1 is not a value train.compile can take"):
+        load_sweep(write(tmp_path, with_(space=flags)))

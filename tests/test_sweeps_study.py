@@ -23,7 +23,7 @@ from ddpm.sweeps.runner import Budget
 
 pytestmark = pytest.mark.slow
 
-TINY = {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 20, "train.epochs": 1,
+TINY = {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 20, "diffusion.beta_T": 0.5, "train.epochs": 1,
         "train.batch_size": 64, "train.lr": 1e-3, "train.grid_every": 0, "sample.steps": None,
         "tracking.wandb": "disabled"}
 

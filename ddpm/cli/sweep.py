@@ -186,6 +186,7 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
     from rich.table import Table
 
     from ddpm.progress import console
+    from ddpm.sweeps.metrics import omega_at_edge
 
     names = [o["metric"] for o in study.user_attrs.get("objectives", [])] or \
         [f"value{i}" for i in range(len(study.directions))]
@@ -217,6 +218,8 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
         values = [f"{v:.4g}" for v in t.values] if complete and t.values else ["-"] * len(names)
         dur = t.user_attrs.get("duration_s")
         note = "best" if t.number in best else (t.user_attrs.get("failure_reason") or "")
+        edge = omega_at_edge(t.user_attrs.get("guidance") or [], t.user_attrs.get("best_omega")) if complete else None
+        note = "; ".join(x for x in (note, edge) if x)
         if t.number in retried_as:
             note = f"{note or 'worker stopped sending heartbeats'}; retried as #{retried_as[t.number]}"
         style = "green" if t.state == optuna.trial.TrialState.COMPLETE else None

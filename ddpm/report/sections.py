@@ -17,7 +17,7 @@ import yaml
 from ddpm.report import figures
 from ddpm.report.blocks import Code, Figure, Section, Table, Text
 from ddpm.report.collect import StudyData, TrialData
-from ddpm.sweeps.metrics import throughput_text
+from ddpm.sweeps.metrics import omega_at_edge, throughput_text
 
 TOP_N = 10          # rows in the top-trials table
 CURVES_N = 5        # trials in the loss-curve chart
@@ -83,11 +83,42 @@ def _spec_name(spec: dict[str, Any], key: str) -> str:
     return str(v) if v is not None else "not recorded"
 
 
+# A sweep's guidance grid sets every trial's sampling (sampler, steps, eta) and picks its omega: the
+# seed default is judged on what a trial trained, and on clip_x0, which the grid keeps from the config.
+GRID_SET_KEYS = ("sample.omega", "sample.sampler", "sample.steps", "sample.eta")
+
+
+def is_seed_default(t: TrialData) -> bool:
+    """Whether the trial ran the seed's DMConfig exactly (``ddpm.config.seed_differences``, runtime keys aside)."""
+    from ddpm.config import seed_differences
+
+    return t.config is not None and not seed_differences(t.config, ignore=GRID_SET_KEYS)
+
+
+def _relative(path: Any) -> str:
+    """A base experiment's path as a reader can find it: relative to here, else its folder and file name."""
+    p = Path(str(path))
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(Path(p.parent.name) / p.name) if p.is_absolute() else str(p)
+
+
+def base_label(data: StudyData) -> str:
+    """What the baseline trial ran: "the sweep's base config: cpu-quick + overrides (data.limit=15000, ...)"."""
+    base = data.base_experiment or data.spec.get("base")
+    if not base:
+        return "the sweep's base config (not recorded in this study)"
+    name = Path(str(base)).stem
+    overrides = data.spec.get("overrides") or {}
+    if not isinstance(overrides, dict) or not overrides:
+        return f"the sweep's base config: {name} (no overrides)"
+    return f"the sweep's base config: {name} + overrides ({', '.join(f'{k}={fmt(v)}' for k, v in overrides.items())})"
+
+
 def _trial_label(data: StudyData, t: TrialData) -> str:
-    label = f"#{t.number}"
-    if data.baseline_trial == t.number:
-        label += " (seed default)"
-    return label
+    tags = (["baseline"] if data.baseline_trial == t.number else []) + (["seed default"] if is_seed_default(t) else [])
+    return f"#{t.number}" + (f" ({', '.join(tags)})" if tags else "")
 
 
 def _environment(data: StudyData) -> str:
@@ -167,7 +198,7 @@ def summary(ctx: ReportContext) -> Section:
          "; ".join(f"{o.metric} ({o.direction}, {o.arrow})" for o in d.objectives)],
         ["sampler", _spec_name(d.spec, "sampler")],
         ["pruner", _spec_name(d.spec, "pruner")],
-        ["base experiment", fmt(d.base_experiment)],
+        ["base experiment", _relative(d.base_experiment) if d.base_experiment else "–"],
         ["trials by state", ", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "no trials yet"],
         ["wall time", f"{fmt_seconds(d.wall_time_s())} (sum of trial durations {fmt_seconds(total)})"],
         ["throughput", throughput_text([t.trial for t in d.trials]) or "–"],
@@ -190,6 +221,10 @@ def best(ctx: ReportContext) -> Section:
                   f"run folder `{b.run_dir}`."),
              Text(f"Rerun it as is: `ddpm train {ctx.out_dir / 'best_config.yaml'}` (its name is "
                   f"`{ctx.data.name}-best`, its sampling default `sample.omega` is the best omega).")]
+    edge = omega_at_edge(b.guidance, b.best_omega)
+    if edge:
+        lines.append(Text(f"Note: {edge} (guidance grid {fmt([r.get('omega') for r in b.guidance])}); widen "
+                          f"guidance.omegas to find it.", note=True))
     if ctx.best_config_yaml:
         lines.append(Code(ctx.best_config_yaml.rstrip(), "yaml", title="best_config.yaml"))
     return Section("best", "Best trial and its config", lines)
@@ -234,14 +269,28 @@ def top_trials(ctx: ReportContext) -> Section:
         blocks.append(Table(cols, rows, caption=f"Completed trials ranked by {d.objectives[0].metric} "
                             f"({d.objectives[0].arrow}); guidance metrics at each trial's best omega."))
     if d.baseline_trial is None:
-        blocks.append(Text("The seed's default config was not run as a baseline trial in this study.", note=True))
+        blocks.append(Text(f"No baseline trial: {base_label(d)} was not run as a trial in this study "
+                           f"(enqueue_baseline: true runs it).", note=True))
     elif baseline is None:
         blocks.append(Text(f"Baseline trial {d.baseline_trial} is not in the storage.", note=True))
     else:
         where = (f"ranked {ranked.index(baseline) + 1} of {len(ranked)}" if baseline in ranked
                  else f"{baseline.state}, not ranked")
-        blocks.append(Text(f"Baseline: trial {baseline.number} ran the seed's default config ({where}).", note=True))
+        blocks.append(Text(f"Baseline: trial {baseline.number} ran {base_label(d)} ({where}). "
+                           + _seed_note(baseline), note=True))
     return Section("top", "Top trials", blocks)
+
+
+def _seed_note(t: TrialData) -> str:
+    from ddpm.config import seed_differences
+
+    if t.config is None:
+        return "Its resolved config was not recorded, so it is not called the seed default."
+    diff = seed_differences(t.config, ignore=GRID_SET_KEYS)
+    if not diff:
+        return "That is the seed's DMConfig exactly: the seed default."
+    more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+    return f"It is not the seed default (it differs in {', '.join(diff[:6])}{more})."
 
 
 @register_section("history")

@@ -118,3 +118,21 @@ def throughput_text(trials: list[Any]) -> Optional[str]:
         return None
     return (f"{tp['trials_per_hour']:.1f} trials/hour ({tp['finished']:.0f} finished in {tp['wall_s'] / 60:.1f} min "
             f"of wall time; {tp['parallelism']:.2f} trials running at once on average)")
+
+
+def omega_at_edge(rows: list[Row], best_omega: Any) -> Optional[str]:
+    """A warning when the best guidance weight is an end of the grid tried, else None.
+
+    The largest weight tried is always flagged: the optimum may lie beyond it. The smallest is flagged
+    unless it is 0, the lowest weight a sweep accepts (``guidance.omegas`` >= 0; 0 is the conditional
+    model unguided). One grid point (nothing to compare) is never flagged. Used by the console line,
+    ``ddpm trials`` and the report."""
+    omegas = sorted({float(r["omega"]) for r in rows if isinstance(r.get("omega"), (int, float))})
+    if len(omegas) < 2 or not isinstance(best_omega, (int, float)) or isinstance(best_omega, bool):
+        return None
+    w = float(best_omega)
+    if math.isclose(w, omegas[-1]):
+        return f"best omega {w:g} is the largest tried; the optimum may lie beyond it"
+    if math.isclose(w, omegas[0]) and w > 0:
+        return f"best omega {w:g} is the smallest tried; the optimum may lie below it"
+    return None

@@ -28,7 +28,7 @@ import optuna
 from ddpm.config import set_dotted
 from ddpm.progress import console
 from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, best_guidance_row
-from ddpm.sweeps.spec import PruneSpec, SweepSpec, trial_config
+from ddpm.sweeps.spec import PruneSpec, SweepSpec, suggest_params, trial_config
 from ddpm.train import Callback, TrainState
 
 
@@ -96,7 +96,7 @@ class SweepObjective:
         tracker: Optional[Callback] = None
         state, reason = "failed", None
         try:
-            params = {k: dist.suggest(trial, k) for k, dist in spec.space.items()}
+            params = suggest_params(spec.space, trial)  # a conditional key (when:) only when its condition holds
             name = f"trial-{trial.number}"
             run_dir = spec.study_dir / name
             self._start(trial, run_dir, params)

@@ -163,6 +163,8 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
 def _report_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
     from rich.markup import escape
 
+    from ddpm.sweeps.metrics import omega_at_edge
+
     params = escape(", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items()))
     reason = escape(str(t.user_attrs.get("failure_reason") or ""))
     dur = t.user_attrs.get("duration_s")
@@ -170,8 +172,9 @@ def _report_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
     if t.state == TrialState.COMPLETE:
         names = [o["metric"] for o in study.user_attrs.get("objectives", [])] or ["value"] * len(t.values)
         vals = "  ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
+        edge = omega_at_edge(t.user_attrs.get("guidance") or [], t.user_attrs.get("best_omega"))
         console.print(f"[green]trial {t.number} complete[/]  {vals}  omega={t.user_attrs.get('best_omega')}  "
-                      f"({params}){took}", soft_wrap=True)
+                      f"({params}){took}" + (f"  [yellow]note: {escape(edge)}[/]" if edge else ""), soft_wrap=True)
     elif t.state == TrialState.PRUNED:
         console.print(f"[yellow]trial {t.number} pruned[/]  {reason}  ({params}){took}", soft_wrap=True)
     else:

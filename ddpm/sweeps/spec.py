@@ -11,6 +11,8 @@ objective(s), the Optuna sampler and pruner, and the budget (``n_trials`` and/or
       diffusion.schedule: {type: categorical, choices: [linear, cosine]}
       train.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
       diffusion.T: {type: int, low: 100, high: 400, step: 100}
+      diffusion.beta_T: {type: float, low: 4.0e-2, high: 2.0e-1, log: true,
+                         when: {diffusion.schedule: [linear]}}   # conditional: cosine ignores beta_T
     guidance: {omegas: [0, 1, 2, 4], n: 200, sampler: ddim, steps: 50}
     objectives: [{metric: fid, direction: minimize}]
     sampler: {name: tpe, seed: 0}
@@ -75,15 +77,34 @@ def _number(value: Any, where: str, integer: bool = False) -> float | int:
 # search space
 
 
+def _same(a: Any, b: Any) -> bool:
+    """YAML scalar equality where true is not 1 (a categorical may hold both) and a stepped float's
+    0.30000000000000004 is the 0.3 a user wrote."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
 @dataclass(frozen=True)
 class Distribution:
-    """One searched key: float (optionally log or stepped), int (optionally stepped or log), categorical."""
+    """One searched key: float (optionally log or stepped), int (optionally stepped or log), categorical.
+
+    ``when`` makes it conditional (an Optuna define-by-run conditional space): ((earlier key, allowed
+    values), ...); the key is suggested only when every named earlier key took one of its values,
+    otherwise the base config's value is used and the trial has no such param."""
     type: str
     low: Optional[float] = None
     high: Optional[float] = None
     step: Optional[float] = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def active(self, params: dict[str, Any]) -> bool:
+        """Whether this key is searched, given the values already chosen for earlier keys."""
+        return all(k in params and any(_same(params[k], v) for v in values) for k, values in self.when)
 
     def suggest(self, trial: Any, name: str) -> Any:
         if self.type == "float":
@@ -115,12 +136,53 @@ class Distribution:
         extra = " log" if self.log else (f" step {self.step:g}" if self.step else "")
         return f"{self.type} {self.low:g}..{self.high:g}{extra}"
 
+    def describe_when(self) -> str:
+        return " and ".join(f"{k} in {list(v)}" for k, v in self.when)
 
-DIST_KEYS = {"float": ("type", "low", "high", "step", "log"), "int": ("type", "low", "high", "step", "log"),
-             "categorical": ("type", "choices")}
+
+DIST_KEYS = {"float": ("type", "low", "high", "step", "log", "when"),
+             "int": ("type", "low", "high", "step", "log", "when"),
+             "categorical": ("type", "choices", "when")}
 
 
-def parse_distribution(value: Any, where: str) -> Distribution:
+def suggest_params(space: dict[str, Distribution], trial: Any) -> dict[str, Any]:
+    """Suggest the space's keys in order, skipping a conditional key whose ``when`` is not met."""
+    params: dict[str, Any] = {}
+    for key, dist in space.items():
+        if dist.active(params):
+            params[key] = dist.suggest(trial, key)
+    return params
+
+
+def _parse_when(value: Any, where: str, earlier: dict[str, Distribution]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``when: {earlier.key: [values]}``: each key searched above this one, each value one it can take."""
+    cond = _mapping(value, f"{where}.when")
+    if not cond:
+        raise ConfigError(f"{where}.when is empty; name an earlier key and its values, e.g. "
+                          f"when: {{diffusion.schedule: [linear, quadratic]}}")
+    out = []
+    for k, vals in cond.items():
+        k = str(k)
+        if k not in earlier:
+            listed = [e for e in earlier] or ["none: this is the first key"]
+            raise ConfigError(f"{where}.when: '{k}' is not a key searched above this one (earlier keys: "
+                              f"{', '.join(listed)}); a condition names a key listed before it in the space")
+        finite = earlier[k].finite_values()
+        if finite is None:
+            raise ConfigError(f"{where}.when: '{k}' is a continuous {earlier[k].type}; a condition needs a key "
+                              f"with listed values (categorical, or int with a step)")
+        vals = vals if isinstance(vals, list) else [vals]
+        if not vals:
+            raise ConfigError(f"{where}.when.{k} = []: list the values of {k} for which this key is searched")
+        for v in vals:
+            if not any(_same(v, c) for c in finite):
+                raise ConfigError(f"{where}.when.{k}: {v!r} is not a value {k} can take (its values: {finite})")
+        out.append((k, tuple(vals)))
+    return tuple(out)
+
+
+def parse_distribution(value: Any, where: str, earlier: Optional[dict[str, Distribution]] = None) -> Distribution:
+    """One ``space:`` entry; ``earlier`` holds the keys listed above it (what a ``when`` may name)."""
     if isinstance(value, list):  # shorthand: a list is a categorical
         value = {"type": "categorical", "choices": value}
     d = _mapping(value, where)
@@ -130,6 +192,7 @@ def parse_distribution(value: Any, where: str) -> Distribution:
     for k in d:
         if k not in DIST_KEYS[kind]:
             raise _unknown(where, k, DIST_KEYS[kind])
+    when = _parse_when(d["when"], where, earlier or {}) if "when" in d else ()
     if kind == "categorical":
         choices = d.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -139,7 +202,7 @@ def parse_distribution(value: Any, where: str) -> Distribution:
                 raise ConfigError(f"{where}.choices: {c!r} is not a scalar (number, string, bool or null)")
         if len(set(map(repr, choices))) != len(choices):
             raise ConfigError(f"{where}.choices = {choices!r}: has duplicates")
-        return Distribution("categorical", choices=tuple(choices))
+        return Distribution("categorical", choices=tuple(choices), when=when)
     integer = kind == "int"
     for k in ("low", "high"):
         if k not in d:
@@ -160,7 +223,7 @@ def parse_distribution(value: Any, where: str) -> Distribution:
             raise ConfigError(f"{where}: step and log cannot be combined (Optuna samples either a grid or a log scale)")
     if log and low <= 0:
         raise ConfigError(f"{where}: log scale needs low > 0 (got {low})")
-    return Distribution(kind, low, high, step, log)
+    return Distribution(kind, low, high, step, log, when=when)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,9 +293,14 @@ class SweepSpec:
         return load_config(self.base, extra={**self.overrides, **(extra or {})})
 
     def baseline_params(self) -> dict[str, Any]:
-        """The base experiment's own value of every searched key (the baseline trial)."""
+        """The base experiment's own value of every searched key (the baseline trial); a conditional key
+        whose ``when`` the base's values do not meet is left out, as a trial would leave it."""
         cfg = self.base_config().to_dict()
-        return {k: get_dotted(cfg, k) for k in self.space}
+        params: dict[str, Any] = {}
+        for k, dist in self.space.items():
+            if dist.active(params):
+                params[k] = get_dotted(cfg, k)
+        return params
 
     def grid_size(self) -> Optional[int]:
         if self.sampler != "grid":
@@ -297,16 +365,17 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
     space: dict[str, Distribution] = {}
     for k, v in space_raw.items():
         _check_config_key(str(k), f"{src}: space")
-        space[str(k)] = parse_distribution(v, f"{src}: space.{k}")
+        space[str(k)] = parse_distribution(v, f"{src}: space.{k}", earlier=dict(space))
 
     spec = SweepSpec(study=study, path=path, base=base, space=space, overrides=dict(overrides))
     spec.description = str(raw.get("description") or "")
 
     # the base + overrides must be a valid config before any trial runs
     try:
-        spec.base_config()
+        base_cfg = spec.base_config()
     except ConfigError as e:
         raise ConfigError(f"{src}: base + overrides: {e}") from None
+    _check_ignored_end_points(space, base_cfg.diffusion.schedule, src)
 
     # guidance grid (null: no grid; objectives must then come from the history)
     g = raw.get("guidance", {"omegas": [0.0, 0.5, 1.0, 2.0, 4.0]})
@@ -378,6 +447,12 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
                                                    check_sampler_kwargs, src)
     if spec.sampler == "grid":
         from ddpm.sweeps.samplers import grid_values
+
+        conditional = [k for k, d in space.items() if d.when]
+        if conditional:
+            raise ConfigError(f"{src}: space.{conditional[0]}.when with sampler grid: a grid runs the full product "
+                              f"of every key's values; use sampler random or tpe for a conditional space, or "
+                              f"drop 'when' and list the combinations as separate studies")
         try:
             grid_values(space)
         except ConfigError as e:
@@ -428,6 +503,10 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
                 raise _unknown(f"{src}: enqueue[{i}]", k, list(space))
             if not space[k].contains(v):
                 raise ConfigError(f"{src}: enqueue[{i}].{k} = {v!r}: outside the space ({space[k].describe()})")
+            given = {c: ed[c] for c, _ in space[k].when if c in ed}  # conditions the entry fixes itself
+            if not space[k].active({**{c: vals[0] for c, vals in space[k].when}, **given}):
+                raise ConfigError(f"{src}: enqueue[{i}].{k}: not searched here ({space[k].describe_when()}, but "
+                                  f"this entry has {', '.join(f'{c} = {x!r}' for c, x in given.items())}); drop it")
         spec.enqueue.append(dict(ed))
 
     st = raw.get("storage")
@@ -457,6 +536,30 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
     spec.report = rep
     spec.raw = copy.deepcopy(raw)
     return spec
+
+
+def _check_ignored_end_points(space: dict[str, Distribution], base_schedule: str, src: str) -> None:
+    """``diffusion.beta_1``/``beta_T`` are not searched for a schedule that ignores them (e.g. cosine): they
+    would be pure-noise dimensions for the sampler and the importances. A ``when`` on the schedule scopes them."""
+    from ddpm.schedules import END_POINTS, SCHEDULE_PARAMS
+
+    sched = space.get("diffusion.schedule")
+    for key, dist in space.items():
+        name = key.split(".", 1)[1] if key.startswith("diffusion.") else ""
+        if name not in END_POINTS:
+            continue
+        possible = [base_schedule] if sched is None else list(sched.choices or sched.finite_values() or [])
+        cond = dict(dist.when).get("diffusion.schedule")
+        if cond is not None:
+            possible = [p for p in possible if any(_same(p, c) for c in cond)]
+        ignoring = [p for p in possible if name not in SCHEDULE_PARAMS.get(p, END_POINTS)]
+        if not ignoring:
+            continue
+        users = [p for p in possible if p not in ignoring]
+        fix = (f"add when: {{diffusion.schedule: [{', '.join(map(str, users))}]}} (diffusion.schedule listed above it)"
+               if users else "remove it from the space")
+        raise ConfigError(f"{src}: space.{key} is searched for schedule {', '.join(map(str, ignoring))}, which "
+                          f"ignores it (a pure-noise dimension for the sampler); {fix}")
 
 
 def _parse_prune(value: Any, spec: SweepSpec, src: str) -> PruneSpec:
