@@ -47,8 +47,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def checkpoint_config(ckpt: dict[str, Any]) -> ExperimentConfig:
+    data = ckpt["config"]
+    if isinstance(data.get("data"), dict) and "val_size" not in data["data"]:
+        # saved before the validation split existed: the run trained on every training image
+        data = {**data, "data": {**data["data"], "val_size": 0}}
     # what was trained stays loadable: the terminal alpha_bar_T guard applies to new configs only
-    return config_from_dict(ckpt["config"], source=ckpt.get("path", "<checkpoint>"), check_endpoint=False)
+    return config_from_dict(data, source=ckpt.get("path", "<checkpoint>"), check_endpoint=False)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True):

@@ -24,6 +24,10 @@ class DataConfig:
     root: Optional[str] = None          # folder with the four IDX .gz files; None = the dataset's default
     limit: Optional[int] = None         # train on the first N training images (quick runs)
     test_limit: Optional[int] = None    # evaluate the test noise loss on the first N test images
+    val_size: int = 5000                # validation split: the training file's last N images (<= 5000, never
+                                        # seen by the eval classifier); selects best.pt, prunes, scores sweeps.
+                                        # 0 = none: selection falls back to the test split (as before)
+    val_limit: Optional[int] = None     # evaluate the per-epoch val noise loss on the first N validation images
     mean: float = 0.1307                # seed: transforms.Normalize((0.1307,), (0.3081,))
     std: float = 0.3081
 
@@ -290,10 +294,16 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
     if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
         raise bad("name", cfg.name, "must be a non-empty folder name without '/'")
     _choice(f"{source}: data.dataset", cfg.data.dataset, sorted(DATASETS))
-    for key in ("limit", "test_limit"):
+    for key in ("limit", "test_limit", "val_limit"):
         v = getattr(cfg.data, key)
         if v is not None and v < 1:
             raise bad(f"data.{key}", v, "must be >= 1 or null")
+    from ddpm.data import HELD_OUT
+
+    if not 0 <= cfg.data.val_size <= HELD_OUT:
+        raise bad("data.val_size", cfg.data.val_size,
+                  f"must lie in 0..{HELD_OUT}: validation images are the training file's last val_size images, and "
+                  f"the evaluation classifier is trained on all but the last {HELD_OUT}")
     if cfg.data.std <= 0:
         raise bad("data.std", cfg.data.std, "must be > 0")
     if d.T < 1:

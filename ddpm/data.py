@@ -3,6 +3,11 @@
 MNIST ships inside the package (``ddpm/datasets/mnist``, CC BY-SA 3.0, LeCun, Cortes & Burges);
 Fashion-MNIST comes from Debian's ``dataset-fashion-mnist``. No per-sample PIL transforms: the whole
 split is normalised once, as a tensor (the seed: Normalize((0.1307,), (0.3081,))).
+
+Three splits: ``test`` is the dataset's test file; ``val`` is the LAST ``val_size`` images of its training
+file and ``train`` the images before them (deterministic, disjoint). ``val_size`` may not exceed
+``HELD_OUT`` (5,000): the evaluation classifier trains on the training file minus its last ``HELD_OUT``
+images, so it never sees a validation image.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from ddpm.errors import DataError
 
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+SPLITS = ("train", "val", "test")
+HELD_OUT = 5000          # the training file's last 5,000 images: never seen by the evaluation classifier
 
 
 @dataclass(frozen=True)
@@ -111,11 +118,36 @@ def normalize(images_u8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (images_u8.float() / 255.0 - mean) / std
 
 
+def split_range(dataset: str, split: str, root: Optional[str], val_size: Optional[int]) -> range:
+    """Indices into the split's IDX file: ``test`` all of the test file; ``val`` the training file's last
+    ``val_size`` images; ``train`` the training file's images before them."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: valid: {', '.join(SPLITS)}")
+    n = len(load_split(dataset, "test" if split == "test" else "train", root)[1])
+    if split == "test":
+        return range(n)
+    if val_size is None:
+        raise ValueError(f"split {split!r} needs val_size (the validation images held out of the training file)")
+    if not 0 <= val_size < n:
+        raise DataError(f"{dataset}: data.val_size = {val_size}: must lie in 0..{n - 1} (the training file holds {n})")
+    if split == "val" and val_size == 0:
+        raise DataError(f"{dataset}: no validation split (data.val_size = 0)")
+    return range(n - val_size, n) if split == "val" else range(n - val_size)
+
+
+def split_arrays(dataset: str, split: str, root: Optional[str] = None, limit: Optional[int] = None,
+                 val_size: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images, labels) of ``split`` in train/val/test (see ``split_range``); ``limit`` keeps its first N."""
+    r = split_range(dataset, split, root, val_size)
+    images, labels = load_split(dataset, "test" if split == "test" else "train", root)
+    stop = r.stop if limit is None else min(r.stop, r.start + limit)
+    return images[r.start:stop], labels[r.start:stop]
+
+
 def tensors(dataset: str, split: str, root: Optional[str], mean: float, std: float,
-            limit: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = load_split(dataset, split, root)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+            limit: Optional[int] = None, val_size: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A normalised split (train/val/test; train and val need ``val_size``), its first ``limit`` images."""
+    images, labels = split_arrays(dataset, split, root, limit, val_size)
     return normalize(images, mean, std), labels
 
 
@@ -141,15 +173,13 @@ class TensorBatches:
 
 def faithful_loader(dataset: str, split: str, root: Optional[str], mean: float, std: float,
                     limit: Optional[int], batch_size: int, shuffle: bool,
-                    generator: Optional[torch.Generator] = None):
+                    generator: Optional[torch.Generator] = None, val_size: Optional[int] = None):
     """The seed's path: per-sample torchvision ToTensor + Normalize through a DataLoader (for benchmarks)."""
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    images, labels = load_split(dataset, split, root)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    images, labels = split_arrays(dataset, split, root, limit, val_size)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
 
     class _PIL(Dataset):

@@ -1,7 +1,8 @@
 """The training loop (the seed's ``solver``, grown up). One ``train()`` serves the CLI and every sweep trial.
 
-Per epoch: mean train noise loss, test noise loss, learning rate, throughput and a 10x10 sample grid;
-``last.pt`` every epoch, ``best.pt`` at the lowest test noise loss; ``metrics.jsonl`` appended.
+Per epoch: mean train noise loss, validation and test noise loss, learning rate, throughput and a 10x10
+sample grid; ``last.pt`` every epoch, ``best.pt`` at the lowest validation noise loss (the test noise loss
+when ``data.val_size`` is 0); ``metrics.jsonl`` appended.
 Callbacks (W&B tracking, Optuna pruning) observe the run; they never own a second loop.
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch: int = 0                      # completed epochs
     best_test_loss: float = math.inf
+    best_val_loss: float = math.inf     # the selection value of best.pt when there is a validation split
     status: str = "running"
 
     @property
@@ -69,13 +71,21 @@ class TrainState:
 _RESUME_FROZEN = ("model", "diffusion", "data")
 
 
+# keys added after runs were saved: what their absence meant (runs before the validation split trained on
+# every training image)
+_ADDED_KEYS = {("data", "val_size"): 0, ("data", "val_limit"): None}
+
+
 def _check_resume_config(cfg: ExperimentConfig, saved: dict, path: str) -> None:
     now = cfg.to_dict()
     for section in _RESUME_FROZEN:
         for key, value in now[section].items():
-            if saved[section].get(key) != value:
+            was = saved[section].get(key, _ADDED_KEYS.get((section, key)))
+            if was != value:
+                hint = ("; a run from before the validation split: resume it with data.val_size=0"
+                        if (section, key) == ("data", "val_size") and key not in saved[section] else "")
                 raise ConfigError(f"{path}: cannot resume with {section}.{key} = {value!r}; "
-                                  f"the run was started with {saved[section].get(key)!r}")
+                                  f"the run was started with {was!r}{hint}")
 
 
 def ema_decay_at(decay: float, step: int) -> float:
@@ -136,14 +146,16 @@ def _payload(run: TrainState, opt, sched, g_data: torch.Generator, g_noise: torc
         "lr_scheduler": sched.state_dict(),
         "epoch": run.epoch,
         "best_test_loss": run.best_test_loss,
+        "best_val_loss": run.best_val_loss,
         "history": run.history,
         "rng": {"torch": torch.get_rng_state(), "data": g_data.get_state(), "noise": g_noise.get_state()},
     }
 
 
 def _print_epoch(rec: dict[str, Any], epochs: int) -> None:
+    val = f"  val_noise_loss={rec['val_loss']:.4f}" if "val_loss" in rec else ""
     console.print(f"epoch {rec['epoch']}/{epochs}  train_noise_loss={rec['train_loss']:.4f}  "
-                  f"test_noise_loss={rec['test_loss']:.4f}  lr={rec['lr']:.2e}  "
+                  f"test_noise_loss={rec['test_loss']:.4f}{val}  lr={rec['lr']:.2e}  "
                   f"{rec['images_per_s']:.0f} img/s  {rec['seconds']:.1f}s")
 
 
@@ -151,10 +163,12 @@ def print_history(history: list[dict[str, Any]], title: str = "training") -> Non
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("epoch", "train loss", "test loss", "lr", "img/s", "seconds"):
+    val = any("val_loss" in r for r in history)
+    for col in ("epoch", "train loss", "test loss") + (("val loss",) if val else ()) + ("lr", "img/s", "seconds"):
         table.add_column(col, justify="right")
     for r in history:
-        table.add_row(str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}", f"{r['lr']:.2e}",
+        v = ((f"{r['val_loss']:.4f}" if "val_loss" in r else "-"),) if val else ()
+        table.add_row(str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['test_loss']:.4f}", *v, f"{r['lr']:.2e}",
                       f"{r['images_per_s']:.0f}", f"{r['seconds']:.1f}")
     console.print(table)
 
@@ -202,15 +216,24 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
 
-    # data: resident tensors on the device (fast path) or the seed's per-sample DataLoader (faithful)
+    # data: resident tensors on the device (fast path) or the seed's per-sample DataLoader (faithful);
+    # training images exclude the validation split (the training file's last data.val_size images)
     test_x, test_y = data_mod.tensors(d.dataset, "test", d.root, d.mean, d.std, d.test_limit)
     test_x, test_y = test_x.to(device), test_y.to(device)
+    val_x = val_y = None
+    if d.val_size > 0:
+        val_x, val_y = data_mod.tensors(d.dataset, "val", d.root, d.mean, d.std, d.val_limit, val_size=d.val_size)
+        val_x, val_y = val_x.to(device), val_y.to(device)
+    elif not quiet and run.epoch < t.epochs:
+        console.print("data.val_size = 0: no validation split; best.pt is selected on the test noise loss")
+    # the best selection value so far, from the history (a run saved before the split has no val_loss)
+    run.best_val_loss = min((r["val_loss"] for r in run.history if "val_loss" in r), default=math.inf)
     if t.path == "fast":
-        train_x, train_y = data_mod.tensors(d.dataset, "train", d.root, d.mean, d.std, d.limit)
+        train_x, train_y = data_mod.tensors(d.dataset, "train", d.root, d.mean, d.std, d.limit, val_size=d.val_size)
         batches: Any = data_mod.TensorBatches(train_x.to(device), train_y.to(device), t.batch_size, True, g_data)
     else:
         batches = data_mod.faithful_loader(d.dataset, "train", d.root, d.mean, d.std, d.limit, t.batch_size,
-                                           True, g_data)
+                                           True, g_data, val_size=d.val_size)
     net = model.network
     if t.compile and t.path == "fast":
         model.network = torch.compile(net)  # type: ignore[assignment]
@@ -262,8 +285,11 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                 lr = opt.param_groups[0]["lr"]
                 sched.step()
                 test_loss = test_noise_loss(run.eval_model, test_x, test_y, t.batch_size, t.seed + 7, amp_dtype, mem)
-                rec: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(n_img, 1), "test_loss": test_loss,
-                                       "lr": lr, "images_per_s": n_img / seconds, "seconds": seconds}
+                rec: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(n_img, 1), "test_loss": test_loss}
+                if val_x is not None:   # same fixed generator seed as the test loss: epochs compare like with like
+                    rec["val_loss"] = test_noise_loss(run.eval_model, val_x, val_y, t.batch_size, t.seed + 7,
+                                                      amp_dtype, mem)
+                rec.update(lr=lr, images_per_s=n_img / seconds, seconds=seconds)
                 if t.grid_every and (epoch % t.grid_every == 0 or epoch == t.epochs):
                     grid = save_grid(sample_grid(run), run_dir / "grids" / f"epoch-{epoch:03d}.png")
                     rec["grid"] = str(grid.relative_to(run_dir))
@@ -271,9 +297,13 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                 for cb in callbacks:
                     cb.on_epoch_metrics(run, rec)
                 run.history.append(rec)
-                is_best = test_loss < run.best_test_loss
+                is_best = test_loss < run.best_test_loss     # without a validation split: selection on test
                 if is_best:
                     run.best_test_loss = test_loss
+                if val_x is not None:
+                    is_best = rec["val_loss"] < run.best_val_loss
+                    if is_best:
+                        run.best_val_loss = rec["val_loss"]
                 model.network = net  # save the eager module's weights, not the compiled wrapper's
                 payload = _payload(run, opt, sched, g_data, g_noise)
                 if is_best:

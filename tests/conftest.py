@@ -14,7 +14,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_CODE", "true")
 
 TINY = {
-    "data.limit": 256, "data.test_limit": 128,
+    "data.limit": 256, "data.test_limit": 128, "data.val_limit": 128,
     "model.num_feat": 8,
     "diffusion.T": 20, "diffusion.beta_T": 0.5,  # alpha_bar_T 0.002 (0.04 at T=10): under the terminal guard
     "train.epochs": 1, "train.batch_size": 64, "train.lr": 1e-3,

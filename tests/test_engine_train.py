@@ -169,3 +169,74 @@ def test_ema_warm_up_forgets_the_random_init(tiny_cfg):
     assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11) and ema_decay_at(0.999, 10 ** 6) == 0.999
     for b_e, b_m in zip(ema.buffers(), model.buffers()):
         assert torch.equal(b_e, b_m)
+
+
+# ---- the validation split ------------------------------------------------------------------------------
+
+
+class _ValLosses:
+    """Replaces each epoch's val_loss by a given value: a constructed case where val and test disagree."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def on_train_start(self, run):
+        pass
+
+    def on_epoch_metrics(self, run, record):
+        record["val_loss"] = self.values[record["epoch"] - 1]
+
+    def on_epoch_end(self, run, record):
+        pass
+
+    def on_train_end(self, run, status, reason):
+        pass
+
+
+def test_best_checkpoint_is_chosen_on_val_loss(tiny_cfg):
+    run = train(tiny_cfg(name="v", **{"train.epochs": 3}), quiet=True)
+    rows = read_jsonl(run.run_dir / "metrics.jsonl")
+    assert all({"val_loss", "test_loss"} <= set(r) for r in rows)
+    assert rows[0]["val_loss"] != rows[0]["test_loss"]           # different images
+    best = load_checkpoint(run.run_dir / "checkpoints" / "best.pt")
+    vals = [r["val_loss"] for r in rows]
+    assert best["epoch"] == 1 + vals.index(min(vals)) and best["best_val_loss"] == min(vals)
+    # constructed: the val loss is lowest at epoch 2 whatever the test loss does
+    run = train(tiny_cfg(name="w", **{"train.epochs": 3}), callbacks=[_ValLosses([3.0, 1.0, 2.0])], quiet=True)
+    best = load_checkpoint(run.run_dir / "checkpoints" / "best.pt")
+    assert best["epoch"] == 2 and run.best_val_loss == 1.0
+    assert [r["val_loss"] for r in read_jsonl(run.run_dir / "metrics.jsonl")] == [3.0, 1.0, 2.0]
+
+
+def test_without_a_validation_split_best_is_chosen_on_test_loss(tiny_cfg):
+    run = train(tiny_cfg(name="nv", **{"train.epochs": 2, "data.val_size": 0}), quiet=True)
+    rows = read_jsonl(run.run_dir / "metrics.jsonl")
+    assert all("val_loss" not in r for r in rows)
+    tests = [r["test_loss"] for r in rows]
+    assert load_checkpoint(run.run_dir / "checkpoints" / "best.pt")["epoch"] == 1 + tests.index(min(tests))
+
+
+def test_validation_images_change_nothing_but_what_is_measured(tiny_cfg):
+    """The same first 256 training images with and without a validation split: identical training."""
+    a = train(tiny_cfg(name="a0", **{"data.val_size": 0}), quiet=True).history[0]
+    b = train(tiny_cfg(name="a1"), quiet=True).history[0]
+    assert a["train_loss"] == b["train_loss"] and a["test_loss"] == b["test_loss"]
+
+
+def test_a_checkpoint_from_before_the_split_resumes_with_val_size_0(tiny_cfg):
+    from ddpm.checkpoint import save_checkpoint
+
+    run = train(tiny_cfg(name="old", **{"data.val_size": 0}), quiet=True)
+    for name in ("last.pt", "best.pt"):   # as saved before this change: no val_size key, no best_val_loss
+        path = run.run_dir / "checkpoints" / name
+        ckpt = load_checkpoint(path)
+        del ckpt["config"]["data"]["val_size"], ckpt["config"]["data"]["val_limit"], ckpt["best_val_loss"]
+        ckpt.pop("path", None)
+        save_checkpoint(path, ckpt)
+    assert load_model(run.run_dir)[1].data.val_size == 0
+    with pytest.raises(ConfigError, match="data.val_size = 5000; the run was started with 0; a run from before "
+                                          "the validation split: resume it with data.val_size=0"):
+        train(tiny_cfg(name="old", **{"train.epochs": 2, "data.val_limit": None}), resume=True, quiet=True)
+    done = train(tiny_cfg(name="old", **{"train.epochs": 2, "data.val_size": 0, "data.val_limit": None}),
+                 resume=True, quiet=True)
+    assert [r["epoch"] for r in done.history] == [1, 2]

@@ -18,8 +18,8 @@ from ddpm.diffusion import ConditionalDDPM
 from ddpm.evaluation import (ROW_KEYS, best_row, classifier_path, conditional_accuracy, diversity_score,
                              evaluate_guidance, frechet_distance, get_classifier, quick_metric, real_floor,
                              save_classifier, train_classifier)
-from ddpm.evaluation.classifier import split01
-from ddpm.evaluation.metrics import frechet_from_stats
+from ddpm.evaluation.classifier import SHIPPED_DIR, classifier_train_split, load_classifier, split01
+from ddpm.evaluation.metrics import frechet_from_stats, gaussian_stats, reference_stats
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,67 @@ def test_quick_metric_keys(clf, tiny_model):
     assert quick_metric(model, cfg, n=20, steps=3) == m       # deterministic
 
 
+# ---- reference splits: val for selection, test for final numbers ---------------------------------------
+
+
+def _hashes(images: torch.Tensor) -> set[str]:
+    import hashlib
+
+    return {hashlib.sha1((x * 255).round().byte().numpy().tobytes()).hexdigest() for x in images}
+
+
+def test_classifier_never_trains_on_validation_or_test_images(clf):
+    x, _ = classifier_train_split("mnist")
+    val, _ = split01("mnist", "val", val_size=5000)
+    test, _ = split01("mnist", "test")
+    assert len(x) == 55000 and not _hashes(val) & _hashes(x) and not _hashes(test) & _hashes(x)
+    assert clf.meta["held_out"] == 5000 and clf.meta["train_images"] == 2000      # the fixture's first 2000
+    shipped = sorted(SHIPPED_DIR.glob("mnist-*.pt"))
+    assert [p.name for p in shipped] == [classifier_path("mnist").name]          # the old file is gone
+    meta = load_classifier(shipped[0]).meta
+    assert meta["held_out"] == 5000 and meta["train_images"] == 55000 and meta["train_limit"] is None
+
+
+def test_reference_stats_are_per_split_and_cached_per_split(clf, cache):
+    test = reference_stats(clf, split="test")
+    val = reference_stats(clf, split="val", val_size=5000)
+    small = reference_stats(clf, split="val", val_size=1000)
+    assert (test.n, val.n, small.n) == (10000, 5000, 1000)
+    assert not np.allclose(test.mu, val.mu) and not np.allclose(val.mu, small.mu)
+    names = {p.name for p in (cache / "classifiers").iterdir()}
+    assert {f"{clf.key}-test-stats.pt", f"{clf.key}-val5000-stats.pt", f"{clf.key}-val1000-stats.pt"} <= names
+    images, _ = split01("mnist", "val", val_size=5000)
+    assert frechet_from_stats(*gaussian_stats(clf.features(images)), val.mu, val.sigma) == pytest.approx(0, abs=1e-6)
+
+
+def test_quick_metric_and_evaluate_guidance_score_against_the_requested_split(clf, tiny_model, tmp_path):
+    from ddpm.evaluation.guidance import generate
+    from ddpm.grids import cycle_labels
+
+    model, cfg = tiny_model
+    images = generate(model, cfg, cycle_labels(20, 10), cfg.sample.omega, "ddim", 3, 0.0, torch.device("cpu"),
+                      0, batch_size=20)
+    mu, sigma = gaussian_stats(clf.features(images))
+    expect = {s: frechet_from_stats(mu, sigma, r.mu, r.sigma)
+              for s, r in (("val", reference_stats(clf, split="val", val_size=cfg.data.val_size)),
+                           ("test", reference_stats(clf, split="test")))}
+    assert expect["val"] != expect["test"]
+    assert quick_metric(model, cfg, n=20, steps=3)["sample_fid"] == pytest.approx(expect["val"], rel=1e-9)  # default
+    assert quick_metric(model, cfg, n=20, steps=3, split="test")["sample_fid"] == pytest.approx(expect["test"], rel=1e-9)
+    rows = {s: evaluate_guidance(model, cfg, [cfg.sample.omega], n=20, sampler="ddim", steps=3, device="cpu",
+                                 out_dir=tmp_path / s, show_progress=False, split=s)[0] for s in ("val", "test")}
+    for s in ("val", "test"):
+        assert rows[s]["fid"] == pytest.approx(expect[s], rel=1e-9)
+        assert json.loads((tmp_path / s / "eval.json").read_text())["split"] == s
+    assert rows["val"]["floor"] != rows["test"]["floor"]
+    import dataclasses
+
+    from ddpm.errors import ConfigError
+    no_val = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_size=0))
+    with pytest.raises(ConfigError, match="no validation split"):
+        quick_metric(model, no_val, n=20, steps=3)
+
+
 # ---- the CLI ------------------------------------------------------------------------------------------
 
 
@@ -159,25 +220,35 @@ def test_ddpm_eval_end_to_end(clf, tiny_model, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FID" in out and "floor" in out and "diversity" in out
     assert (tmp_path / "ev" / "eval.json").is_file() and (tmp_path / "ev" / "grids" / "omega1.png").is_file()
+    assert json.loads((tmp_path / "ev" / "eval.json").read_text())["split"] == "test"      # the default
+    rc = main(["eval", str(ckpt), "--omega", "1", "--n", "10", "--sampler", "ddim", "--steps", "2",
+               "--device", "cpu", "--out", str(tmp_path / "ev-val"), "--split", "val"])
+    assert rc == 0 and json.loads((tmp_path / "ev-val" / "eval.json").read_text())["split"] == "val"
+    assert "val split" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "omega", "n"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "omega", "n", "split"])
 def test_ddpm_eval_bad_inputs_give_one_line_errors(case, tmp_path, capsys, tiny_model):
     good = tmp_path / "good.pt"
     model, cfg = tiny_model
     save_checkpoint(good, {"model": model.state_dict(), "ema": None, "config": cfg.to_dict()})
+    no_val = tmp_path / "no-val.pt"
+    d = cfg.to_dict()
+    d["data"]["val_size"] = 0
+    save_checkpoint(no_val, {"model": model.state_dict(), "ema": None, "config": d})
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
     argv = {"missing": [str(tmp_path / "nope.pt")],
             "corrupt": [str(corrupt)],
             "omega": [str(good), "--omega", "0,two"],
-            "n": [str(good), "--n", "1"]}[case]
+            "n": [str(good), "--n", "1"],
+            "split": [str(no_val), "--split", "val"]}[case]
     rc = main(["eval", *argv, "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and err.startswith("ddpm eval: error:")
     assert {"missing": "no such checkpoint", "corrupt": "not a readable checkpoint",
-            "omega": "--omega", "n": "--n 1"}[case] in err
+            "omega": "--omega", "n": "--n 1", "split": "without a validation split"}[case] in err
 
 
 def test_train_classifier_rejects_unknown_dataset(capsys):

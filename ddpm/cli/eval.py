@@ -32,9 +32,10 @@ def train_classifier_action(dataset: str, root: str | None, device: str, force: 
 class Eval(Command):
     """Score a checkpoint's samples at several guidance weights, e.g.
     ddpm eval runs/seed --omega -1,0,0.5,1,2,5,10 --n 1000 --sampler ddim --steps 50
-    Per omega: FID in the evaluation classifier's feature space against the test split, the real-data
-    floor (the same FID for n real training images), conditional accuracy and a diversity score
-    (intra-class feature spread relative to real data; 1 = real, 0 = one image per class).
+    Per omega: FID in the evaluation classifier's feature space against the test split (--split val: the
+    validation split, the training file's last data.val_size images), the real-data floor (the same FID
+    for n real training images), conditional accuracy and a diversity score (intra-class feature spread
+    relative to real data; 1 = real, 0 = one image per class).
     Writes <out>/eval.json and <out>/grids/omega<w>.png (default out: <run>/eval).
     `ddpm eval train-classifier [--dataset mnist]` trains (or shows) the cached evaluation classifier."""
 
@@ -47,6 +48,8 @@ class Eval(Command):
         p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's, else T)")
         p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the config's)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--split", choices=("test", "val"), default="test",
+                       help="reference split: test (final numbers, default) or val (the validation split)")
         p.add_argument("--device", default="auto")
         p.add_argument("--batch-size", type=int, default=500, help="images sampled at once (default 500)")
         p.add_argument("--out", default=None, help="output folder (default: <run>/eval)")
@@ -73,12 +76,17 @@ class Eval(Command):
             raise ConfigError(f"--steps {args.steps}: must lie in 1..{cfg.diffusion.T} (the model's T)")
         from ddpm.samplers import make_sampler
         make_sampler(args.sampler or cfg.sample.sampler)   # an unknown sampler fails before any work
+        if args.split == "val" and cfg.data.val_size == 0:
+            raise ConfigError(f"--split val: {ckpt['path']} was trained without a validation split "
+                              f"(data.val_size = 0); use --split test")
         out = Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / "eval"
         clf = get_classifier(cfg.data.dataset, cfg.data.root, device)
         rows = evaluate_guidance(model, cfg, omegas, n=args.n, sampler=args.sampler, steps=args.steps,
                                  eta=args.eta, device=device, out_dir=out, seed=args.seed,
-                                 checkpoint=ckpt["path"], classifier=clf, batch_size=args.batch_size)
-        print_table(rows, title=f"{ckpt['path']}: n={args.n}, classifier accuracy {clf.test_accuracy:.2%}")
+                                 checkpoint=ckpt["path"], classifier=clf, batch_size=args.batch_size,
+                                 split=args.split)
+        print_table(rows, title=f"{ckpt['path']}: {args.split} split, n={args.n}, "
+                                f"classifier accuracy {clf.test_accuracy:.2%}")
         print(f"wrote {out / 'eval.json'} and {len(rows)} grids under {out / 'grids'}")
         return 0
 

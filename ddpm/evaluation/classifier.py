@@ -1,9 +1,13 @@
-"""The evaluation classifier: a compact CNN trained by the project on a dataset's training split.
+"""The evaluation classifier: a compact CNN trained by the project on a dataset's training images.
+
+It trains on the training file minus its last ``ddpm.data.HELD_OUT`` (5,000) images (for MNIST: the
+first 55,000): validation images are always drawn from those last 5,000, and test images from the test
+file, so the classifier never saw an image it scores as a reference.
 
 Its penultimate features replace Inception for FID (Inception is meaningless on MNIST and cannot be
 downloaded here) and its predictions give conditional accuracy. Training is deterministic (fixed
 seed, fixed shuffle generator); the weights are cached at
-``$DDPM_CACHE/classifiers/<dataset>-<dataset_fingerprint>.pt`` (``DDPM_CACHE`` defaults to
+``$DDPM_CACHE/classifiers/<dataset>-<dataset_fingerprint>-holdout<HELD_OUT>.pt`` (``DDPM_CACHE`` defaults to
 ``~/.cache/ddpm``), written atomically and readable with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ddpm.data import dataset_fingerprint, load_split
+from ddpm.data import HELD_OUT, dataset_fingerprint, split_arrays
 from ddpm.errors import CheckpointError, DataError
 from ddpm.io import atomic_write_bytes
 from ddpm.progress import console, progress_steps
@@ -36,7 +40,9 @@ def cache_dir() -> Path:
 
 
 def classifier_path(dataset: str) -> Path:
-    return cache_dir() / "classifiers" / f"{dataset}-{dataset_fingerprint(dataset)}.pt"
+    # keyed by the held-out count: a classifier trained on every training image (before the validation
+    # split) has another name and is never reused
+    return cache_dir() / "classifiers" / f"{dataset}-{dataset_fingerprint(dataset)}-holdout{HELD_OUT}.pt"
 
 
 # Classifiers shipped with the package (``ddpm eval train-classifier --force`` retrains the same one
@@ -87,7 +93,8 @@ class EvalClassifier:
     def key(self) -> str:
         """Identifies this classifier in caches of derived statistics (dataset, content, training)."""
         m = self.meta
-        return f"{self.dataset}-{dataset_fingerprint(self.dataset)}-{m.get('train_limit')}-{m.get('epochs')}-{m.get('seed')}"
+        return (f"{self.dataset}-{dataset_fingerprint(self.dataset)}-{m.get('train_limit')}-{m.get('epochs')}"
+                f"-{m.get('seed')}-holdout{m.get('held_out', 0)}")
 
     def _batches(self, images01: torch.Tensor):
         for i in range(0, len(images01), BATCH):
@@ -119,13 +126,20 @@ class EvalClassifier:
         return torch.cat(feats), torch.cat(preds)
 
 
-def split01(dataset: str, split: str, root: Optional[str] = None,
-            limit: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split as float images in [0, 1] (N,1,28,28) and int64 labels."""
-    images, labels = load_split(dataset, split, root)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+def split01(dataset: str, split: str, root: Optional[str] = None, limit: Optional[int] = None,
+            val_size: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split (train/val/test, see ``ddpm.data.split_range``) as float images in [0, 1] (N,1,28,28) and
+    int64 labels."""
+    images, labels = split_arrays(dataset, split, root, limit, val_size)
     return images.float() / 255.0, labels
+
+
+def classifier_train_split(dataset: str, root: Optional[str] = None,
+                           limit: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's own training images in [0, 1]: the training file minus its last ``HELD_OUT`` (for
+    MNIST the first 55,000; the first ``limit`` of them if given). Validation images (at most the last
+    ``HELD_OUT``) and test images are never among them."""
+    return split01(dataset, "train", root, limit, val_size=HELD_OUT)
 
 
 def _accuracy(clf: EvalClassifier, images01: torch.Tensor, labels: torch.Tensor) -> float:
@@ -135,14 +149,15 @@ def _accuracy(clf: EvalClassifier, images01: torch.Tensor, labels: torch.Tensor)
 def train_classifier(dataset: str = "mnist", root: Optional[str] = None, device: str | torch.device = "cpu",
                      epochs: int = 3, limit: Optional[int] = None, batch_size: int = 128, lr: float = 3e-3,
                      seed: int = 0, max_shift: int = 0, show_progress: bool = True) -> EvalClassifier:
-    """Train a ClassifierNet on the training split (deterministic: fixed seed and shuffle order).
+    """Train a ClassifierNet on the training file minus its last ``HELD_OUT`` images (the first ``limit`` of
+    them if given), deterministically (fixed seed and shuffle order).
 
     AdamW with a one-cycle LR schedule, optional random shifts of +-``max_shift`` px per batch; test accuracy is measured
     with ``predict`` exactly as ``conditional_accuracy`` measures it."""
     device = torch.device(device)
     start = time.perf_counter()
     torch.manual_seed(seed)
-    x_train, y_train = split01(dataset, "train", root, limit)
+    x_train, y_train = classifier_train_split(dataset, root, limit)
     x_test, y_test = split01(dataset, "test", root)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     net = ClassifierNet(num_classes).to(device).to(memory_format=torch.channels_last)
@@ -170,7 +185,7 @@ def train_classifier(dataset: str = "mnist", root: Optional[str] = None, device:
             sched.step()
     net.eval()
     meta = {"dataset": dataset, "fingerprint": dataset_fingerprint(dataset), "epochs": epochs,
-            "train_limit": limit, "seed": seed, "max_shift": max_shift, "num_classes": num_classes,
+            "train_limit": limit, "held_out": HELD_OUT, "train_images": len(x_train), "seed": seed, "max_shift": max_shift, "num_classes": num_classes,
             "train_seconds": round(time.perf_counter() - start, 1)}
     clf = EvalClassifier(net, dataset, 0.0, meta, device)
     clf.test_accuracy = _accuracy(clf, x_test, y_test)

@@ -1,7 +1,9 @@
 """Guidance sweeps and the cheap per-epoch sample metric: sample, then score with ``ddpm.evaluation.metrics``.
 
 ``evaluate_guidance`` is the code path of ``ddpm eval``: each guidance weight is sampled once from the
-same seed (so rows differ only by omega), scored against the test split, and drawn as a 10x10 grid.
+same seed (so rows differ only by omega), scored against a reference split, and drawn as a 10x10 grid.
+The reference split is ``test`` for final numbers (``ddpm eval``'s default) and ``val`` (the training
+file's last ``data.val_size`` images) wherever a score selects something: sweep objectives, pruning.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 
 from ddpm.config import ExperimentConfig
 from ddpm.diffusion import ConditionalDDPM
+from ddpm.errors import ConfigError
 from ddpm.evaluation.classifier import EvalClassifier, get_classifier
 from ddpm.evaluation.metrics import fid_to_test, image_metrics, real_floor
 from ddpm.grids import cycle_labels, save_grid
@@ -51,6 +54,16 @@ def grid_order(labels: torch.Tensor, num_classes: int, per_class: int = 10) -> t
     return torch.argsort(labels[: num_classes * per_class], stable=True)
 
 
+def reference_split(cfg: ExperimentConfig, split: str) -> tuple[str, int]:
+    """(split, val_size) of a reference split for ``cfg``; ``val`` needs a validation split (data.val_size > 0)."""
+    if split not in ("val", "test"):
+        raise ConfigError(f"split {split!r}: valid: val, test")
+    if split == "val" and cfg.data.val_size == 0:
+        raise ConfigError("split 'val': the config has no validation split (data.val_size = 0); "
+                          "score on split 'test' or set data.val_size > 0")
+    return split, cfg.data.val_size
+
+
 def _resolve(cfg: ExperimentConfig, sampler: Optional[str], steps: Optional[int], eta: Optional[float]
              ) -> tuple[str, Optional[int], float]:
     sampler = sampler or cfg.sample.sampler
@@ -64,25 +77,28 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
                       sampler: Optional[str] = None, steps: Optional[int] = None, eta: Optional[float] = None,
                       device: Optional[str | torch.device] = None, out_dir: Optional[str | Path] = None,
                       seed: int = 0, show_progress: bool = True, checkpoint: Optional[str] = None,
-                      classifier: Optional[EvalClassifier] = None, batch_size: int = 500) -> list[dict[str, Any]]:
-    """Sample ``n`` images (labels cycling 0..K-1) at each guidance weight and score them.
+                      classifier: Optional[EvalClassifier] = None, batch_size: int = 500,
+                      split: str = "test") -> list[dict[str, Any]]:
+    """Sample ``n`` images (labels cycling 0..K-1) at each guidance weight and score them against the
+    reference ``split`` (``test`` for final numbers, ``val`` for model selection).
 
     Returns one row per omega with keys ``ROW_KEYS``; with ``out_dir`` also writes
-    ``out_dir/grids/omega<w>.png`` and ``out_dir/eval.json`` (rows plus sampler, steps, n, checkpoint,
-    classifier accuracy)."""
+    ``out_dir/grids/omega<w>.png`` and ``out_dir/eval.json`` (rows plus split, sampler, steps, n,
+    checkpoint, classifier accuracy)."""
     if n < 2:
         raise ValueError(f"n = {n}: FID needs at least 2 samples")
+    split, val_size = reference_split(cfg, split)
     dev = _device(model, device)
     sampler, steps, eta = _resolve(cfg, sampler, steps, eta)
     clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev, show_progress=show_progress)
-    floor = real_floor(clf, n, cfg.data.dataset, cfg.data.root)
+    floor = real_floor(clf, n, cfg.data.dataset, cfg.data.root, split=split, val_size=val_size)
     labels = cycle_labels(n, cfg.model.num_classes)
     out = Path(out_dir) if out_dir is not None else None
     rows: list[dict[str, Any]] = []
     for w in omegas:
         start = time.perf_counter()
         images = generate(model, cfg, labels, w, sampler, steps, eta, dev, seed, batch_size, show_progress)
-        m = image_metrics(clf, images, labels, cfg.data.root)
+        m = image_metrics(clf, images, labels, cfg.data.root, split, val_size)
         grid = None
         if out is not None:
             rel = Path("grids") / f"omega{w:g}.png"
@@ -93,11 +109,17 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
                      "diversity": diversity, "seconds": round(time.perf_counter() - start, 2), "grid": grid})
     if out is not None:
         atomic_write_json(out / "eval.json", {
-            "checkpoint": checkpoint, "dataset": cfg.data.dataset, "sampler": sampler, "steps": steps,
+            "checkpoint": checkpoint, "dataset": cfg.data.dataset, "split": split,
+            "reference_images": _reference_text(split, val_size), "sampler": sampler, "steps": steps,
             "eta": eta, "n": n, "seed": seed, "classifier_test_accuracy": clf.test_accuracy,
             "classifier": clf.key, "rows": rows, "best": best_row(rows) if rows else None,
             "config": cfg.to_dict()})
     return rows
+
+
+def _reference_text(split: str, val_size: int) -> str:
+    return ("the test file" if split == "test"
+            else f"the last {val_size} images of the training file (validation split)")
 
 
 def best_row(rows: list[dict[str, Any]], key: str = "fid") -> dict[str, Any]:
@@ -112,15 +134,17 @@ def best_row(rows: list[dict[str, Any]], key: str = "fid") -> dict[str, Any]:
 def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, n: int = 100, omega: Optional[float] = None,
                  steps: int = 20, sampler: str = "ddim", seed: int = 0, eta: float = 0.0,
                  device: Optional[str | torch.device] = None,
-                 classifier: Optional[EvalClassifier] = None) -> dict[str, float]:
+                 classifier: Optional[EvalClassifier] = None, split: str = "val") -> dict[str, float]:
     """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps, the
-    config's omega unless given) -> ``sample_fid`` (classifier-feature FID to the test split) and
-    ``sample_accuracy``. The same n, seed and step count make it comparable across schedules and T."""
+    config's omega unless given) -> ``sample_fid`` (classifier-feature FID to the reference ``split``,
+    by default the validation split) and ``sample_accuracy``. The same n, seed and step count make it
+    comparable across schedules and T."""
+    split, val_size = reference_split(cfg, split)
     dev = _device(model, device)
     clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev)
     w = cfg.sample.omega if omega is None else omega
     labels = cycle_labels(n, cfg.model.num_classes)
     images = generate(model, cfg, labels, w, sampler, min(steps, cfg.diffusion.T), eta, dev, seed, batch_size=n)
     feats, preds = clf.features_and_predictions(images)
-    return {"sample_fid": fid_to_test(clf, feats, cfg.data.root),
+    return {"sample_fid": fid_to_test(clf, feats, cfg.data.root, split, val_size),
             "sample_accuracy": float((preds == labels).double().mean())}

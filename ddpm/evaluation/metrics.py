@@ -1,15 +1,16 @@
 """Sample-quality metrics in the evaluation classifier's feature space.
 
 - FID: the Frechet distance between Gaussians fitted to penultimate features (Heusel et al. 2017),
-  against the held-out test split;
-- the real-data floor: the same FID for n real *training* images (a generated set of n images cannot
-  meaningfully beat it);
+  against a reference split: ``test`` (final numbers) or ``val`` (model selection: the training file's
+  last ``val_size`` images, see ``ddpm.data``);
+- the real-data floor: the same FID for n real *training* images, drawn from the classifier's own
+  training images (never a validation image; a generated set of n images cannot meaningfully beat it);
 - conditional accuracy: share of samples the classifier assigns to the requested class;
-- diversity: mean intra-class pairwise feature distance relative to the test split's (1 for real data,
-  towards 0 under mode collapse).
+- diversity: mean intra-class pairwise feature distance relative to the reference split's (1 for real
+  data, towards 0 under mode collapse).
 
-Reference statistics of the test split are cached per classifier, in memory and under
-``$DDPM_CACHE/classifiers/``; floors are cached per (classifier, n).
+Reference statistics are cached per classifier and split (``val`` per val_size), in memory and under
+``$DDPM_CACHE/classifiers/``; floors are cached per (classifier, split, n).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ddpm.evaluation.classifier import EvalClassifier, cache_dir, split01
+from ddpm.data import HELD_OUT
+from ddpm.evaluation.classifier import EvalClassifier, cache_dir, classifier_train_split, split01
 from ddpm.io import atomic_write_bytes, atomic_write_json
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -84,12 +86,12 @@ def intra_class_distances(feats: ArrayLike, labels: torch.Tensor | np.ndarray) -
     return out
 
 
-# ---- reference statistics of the test split ---------------------------------------------------------
+# ---- reference statistics of a split (test or val) ---------------------------------------------------
 
 
 @dataclass
 class ReferenceStats:
-    """Test-split statistics of one classifier: Gaussian fit and per-class mean pairwise distance."""
+    """A reference split's statistics for one classifier: Gaussian fit and per-class mean pairwise distance."""
 
     mu: np.ndarray
     sigma: np.ndarray
@@ -98,18 +100,29 @@ class ReferenceStats:
 
 
 _REFS: dict[str, ReferenceStats] = {}
-_FLOORS: dict[tuple[str, int, int], float] = {}
+_FLOORS: dict[tuple[str, str, int, int], float] = {}
+REFERENCE_SPLITS = ("val", "test")
 
 
-def _stats_path(clf: EvalClassifier) -> Path:
-    return cache_dir() / "classifiers" / f"{clf.key}-test-stats.pt"
+def split_tag(split: str, val_size: int = HELD_OUT) -> str:
+    """Names a reference split in caches: ``test``, or ``val<val_size>`` (the training file's last val_size images)."""
+    if split not in REFERENCE_SPLITS:
+        raise ValueError(f"reference split {split!r}: valid: {', '.join(REFERENCE_SPLITS)}")
+    return "test" if split == "test" else f"val{int(val_size)}"
 
 
-def reference_stats(clf: EvalClassifier, root: Optional[str] = None) -> ReferenceStats:
-    """Statistics of the dataset's test split in ``clf``'s feature space (cached in memory and on disk)."""
-    if clf.key in _REFS:
-        return _REFS[clf.key]
-    path = _stats_path(clf)
+def _stats_path(clf: EvalClassifier, split: str = "test", val_size: int = HELD_OUT) -> Path:
+    return cache_dir() / "classifiers" / f"{clf.key}-{split_tag(split, val_size)}-stats.pt"
+
+
+def reference_stats(clf: EvalClassifier, root: Optional[str] = None, split: str = "test",
+                    val_size: int = HELD_OUT) -> ReferenceStats:
+    """Statistics of a reference split (``test``, or ``val`` = the training file's last ``val_size`` images)
+    in ``clf``'s feature space (cached per classifier and split, in memory and on disk)."""
+    tag = f"{clf.key}-{split_tag(split, val_size)}"
+    if tag in _REFS:
+        return _REFS[tag]
+    path = _stats_path(clf, split, val_size)
     ref: Optional[ReferenceStats] = None
     if path.is_file():
         try:
@@ -120,7 +133,7 @@ def reference_stats(clf: EvalClassifier, root: Optional[str] = None) -> Referenc
         except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError):
             ref = None   # a stale or torn cache file: recompute
     if ref is None:
-        images, labels = split01(clf.dataset, "test", root)
+        images, labels = split01(clf.dataset, split, root, val_size=val_size)
         feats = clf.features(images)
         mu, sigma = gaussian_stats(feats)
         ref = ReferenceStats(mu, sigma, intra_class_distances(feats, labels), len(images))
@@ -128,22 +141,24 @@ def reference_stats(clf: EvalClassifier, root: Optional[str] = None) -> Referenc
         torch.save({"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "n": ref.n,
                     "intra": {str(k): v for k, v in ref.intra.items()}, "test_accuracy": clf.test_accuracy}, buf)
         atomic_write_bytes(path, buf.getvalue())
-    _REFS[clf.key] = ref
+    _REFS[tag] = ref
     return ref
 
 
-def fid_to_test(clf: EvalClassifier, feats: ArrayLike, root: Optional[str] = None) -> float:
-    """FID of a feature set against the test split."""
-    ref = reference_stats(clf, root)
+def fid_to_test(clf: EvalClassifier, feats: ArrayLike, root: Optional[str] = None, split: str = "test",
+                val_size: int = HELD_OUT) -> float:
+    """FID of a feature set against a reference split (default: the test split)."""
+    ref = reference_stats(clf, root, split, val_size)
     return frechet_from_stats(*gaussian_stats(feats), ref.mu, ref.sigma)
 
 
 def diversity_score(clf: EvalClassifier, images: Optional[torch.Tensor], labels: torch.Tensor,
                     reference_feats: Optional[ArrayLike] = None, reference_labels: Optional[torch.Tensor] = None,
-                    feats: Optional[ArrayLike] = None, root: Optional[str] = None) -> float:
+                    feats: Optional[ArrayLike] = None, root: Optional[str] = None, split: str = "test",
+                    val_size: int = HELD_OUT) -> float:
     """Mean over requested classes of (mean pairwise feature distance within the class) / (the same for
-    real data). Real data scores ~1; a set of one repeated image scores 0. The reference is the test
-    split unless ``reference_feats``/``reference_labels`` are given; ``feats`` skips the forward pass.
+    real data). Real data scores ~1; a set of one repeated image scores 0. The reference is ``split``
+    (default test) unless ``reference_feats``/``reference_labels`` are given; ``feats`` skips the forward pass.
     Samples drawn for label c but showing other digits raise the score (accuracy reports that).
     NaN when no class has two images."""
     f = feats if feats is not None else clf.features(images)
@@ -153,7 +168,7 @@ def diversity_score(clf: EvalClassifier, images: Optional[torch.Tensor], labels:
             raise ValueError("reference_labels are needed with reference_feats")
         ref = intra_class_distances(reference_feats, reference_labels)
     else:
-        ref = reference_stats(clf, root).intra
+        ref = reference_stats(clf, root, split, val_size).intra
     ratios = [gen[c] / ref[c] for c in gen if ref.get(c, 0.0) > 0]
     return float(np.mean(ratios)) if ratios else float("nan")   # undefined with < 2 images per class
 
@@ -176,15 +191,18 @@ def _floor_path(clf: EvalClassifier) -> Path:
 
 
 def real_floor(clf: EvalClassifier, n: int, dataset: Optional[str] = None, root: Optional[str] = None,
-               seed: int = 0) -> float:
-    """FID of n real training images (labels cycling 0..K-1, as in ``ddpm eval``) against the test split:
-    the best FID a set of n samples can meaningfully reach. Cached per (classifier, n, seed)."""
+               seed: int = 0, split: str = "test", val_size: int = HELD_OUT) -> float:
+    """FID of n real training images (labels cycling 0..K-1, as in ``ddpm eval``) against the reference
+    ``split``: the best FID a set of n samples can meaningfully reach. The images come from the training
+    file minus its last ``HELD_OUT`` images (the classifier's own), never from a validation split.
+    Cached per (classifier, split, n, seed)."""
     dataset = dataset or clf.dataset
-    key = (clf.key, int(n), int(seed))
+    tag = split_tag(split, val_size)
+    key = (clf.key, tag, int(n), int(seed))
     if key in _FLOORS:
         return _FLOORS[key]
     path = _floor_path(clf)
-    name = f"n={n},seed={seed},acc={clf.test_accuracy}"
+    name = f"n={n},seed={seed},acc={clf.test_accuracy}" + ("" if tag == "test" else f",ref={tag}")
     try:
         cached = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
@@ -192,11 +210,11 @@ def real_floor(clf: EvalClassifier, n: int, dataset: Optional[str] = None, root:
     if name in cached:
         _FLOORS[key] = float(cached[name])
         return _FLOORS[key]
-    images, labels = split01(dataset, "train", root)
+    images, labels = classifier_train_split(dataset, root)
     num_classes = int(labels.max()) + 1
     wanted = torch.arange(n) % num_classes
     idx = balanced_indices(labels, wanted, seed)
-    value = fid_to_test(clf, clf.features(images[idx]), root)
+    value = fid_to_test(clf, clf.features(images[idx]), root, split, val_size)
     cached[name] = value
     atomic_write_json(path, cached)
     _FLOORS[key] = value
@@ -204,10 +222,10 @@ def real_floor(clf: EvalClassifier, n: int, dataset: Optional[str] = None, root:
 
 
 def image_metrics(clf: EvalClassifier, images: torch.Tensor, labels: torch.Tensor,
-                  root: Optional[str] = None) -> dict[str, float]:
-    """FID to the test split, conditional accuracy and diversity from one forward pass."""
+                  root: Optional[str] = None, split: str = "test", val_size: int = HELD_OUT) -> dict[str, float]:
+    """FID to the reference split (default test), conditional accuracy and diversity from one forward pass."""
     feats, preds = clf.features_and_predictions(images)
     labels = labels.cpu().long()
-    return {"fid": fid_to_test(clf, feats, root),
+    return {"fid": fid_to_test(clf, feats, root, split, val_size),
             "accuracy": float((preds == labels).double().mean()),
-            "diversity": diversity_score(clf, None, labels, feats=feats, root=root)}
+            "diversity": diversity_score(clf, None, labels, feats=feats, root=root, split=split, val_size=val_size)}

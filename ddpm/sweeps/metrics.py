@@ -1,9 +1,12 @@
 """What a trial is scored on (objectives) and what it is pruned on (per-epoch values): two registries.
 
 An objective metric reads the trial's guidance table at its best omega (``fid``, ``accuracy``, ...)
-or its training history (``test_loss``); a prune metric is a per-epoch value comparable across
+or its training history (``val_loss``); a prune metric is a per-epoch value comparable across
 trials, e.g. a quick sample FID (``sample_fid``) rather than the noise loss, whose scale depends on
-the beta schedule and T.
+the beta schedule and T. Everything here selects, so it reads the validation split: the guidance table
+and quick FIDs are scored against it, and ``val_loss`` (and ``test_loss``, its old name, still accepted in
+sweep files) reads the validation noise loss, or the test noise loss of a run without a validation split
+(``data.val_size: 0``).
 """
 from __future__ import annotations
 
@@ -42,8 +45,13 @@ def register_objective_metric(metric: ObjectiveMetric) -> ObjectiveMetric:
     return metric
 
 
-def _min_test_loss(history: list[dict[str, Any]]) -> float:
-    return min((r["test_loss"] for r in history), default=math.nan)
+def selection_loss(record: dict[str, Any]) -> float:
+    """An epoch's selection noise loss: ``val_loss``, or ``test_loss`` when the run has no validation split."""
+    return float(record["val_loss"] if "val_loss" in record else record["test_loss"])
+
+
+def _min_selection_loss(history: list[dict[str, Any]]) -> float:
+    return min((selection_loss(r) for r in history), default=math.nan)
 
 
 def _train_seconds(history: list[dict[str, Any]]) -> float:
@@ -56,8 +64,12 @@ register_objective_metric(ObjectiveMetric("accuracy", "maximize", "accuracy",
 register_objective_metric(ObjectiveMetric("diversity", "maximize", "diversity", help="within-class diversity"))
 register_objective_metric(ObjectiveMetric("sample_seconds", "minimize", "seconds",
                                           help="seconds to sample the guidance row's images"))
-register_objective_metric(ObjectiveMetric("test_loss", "minimize", None, _min_test_loss,
-                                          help="lowest test noise loss (comparable only at fixed schedule and T)"))
+register_objective_metric(ObjectiveMetric("val_loss", "minimize", None, _min_selection_loss,
+                                          help="lowest validation noise loss (the test noise loss without a "
+                                               "validation split; comparable only at fixed schedule and T)"))
+register_objective_metric(ObjectiveMetric("test_loss", "minimize", None, _min_selection_loss,
+                                          help="old name of val_loss, kept for existing sweep files: reads the "
+                                               "validation noise loss when the run has a validation split"))
 register_objective_metric(ObjectiveMetric("train_seconds", "minimize", None, _train_seconds,
                                           help="training seconds summed over epochs"))
 
@@ -68,6 +80,10 @@ class PruneMetric:
     direction: str
     needs_samples: bool     # computed per epoch with ddpm.evaluation.quick_metric (costs sampling time)
     help: str = ""
+    from_record: Optional[Callable[[dict[str, Any]], float]] = None   # default: record[name]
+
+    def value(self, record: dict[str, Any]) -> float:
+        return float(self.from_record(record) if self.from_record is not None else record[self.name])
 
 
 PRUNE_METRICS: dict[str, PruneMetric] = {}
@@ -80,8 +96,11 @@ def register_prune_metric(metric: PruneMetric) -> PruneMetric:
 
 register_prune_metric(PruneMetric("sample_fid", "minimize", True, "quick FID of a few samples per epoch"))
 register_prune_metric(PruneMetric("sample_accuracy", "maximize", True, "quick conditional accuracy per epoch"))
+register_prune_metric(PruneMetric("val_loss", "minimize", False,
+                                  "validation noise loss, else the test noise loss (only comparable when schedule "
+                                  "and T are fixed)", selection_loss))
 register_prune_metric(PruneMetric("test_loss", "minimize", False,
-                                  "test noise loss (only comparable when schedule and T are fixed)"))
+                                  "old name of val_loss, kept for existing sweep files", selection_loss))
 
 
 def best_guidance_row(rows: list[Row], metric: ObjectiveMetric) -> Row:

@@ -9,7 +9,8 @@ A retried trial (its worker died, or the sweep was interrupted) copies its prede
 and continues from ``last.pt`` instead of epoch 0. A trial that raises or diverges is recorded failed
 with its reason; the study goes on.
 
-Trial user attributes (read by ``ddpm.report``): run_dir, guidance (rows), best_omega, config (the
+Trial user attributes (read by ``ddpm.report``): run_dir, guidance (rows), guidance_split (the reference
+split the rows were scored on: ``val``, or ``test`` without a validation split), best_omega, config (the
 resolved config, sample.omega = best omega), failure_reason, duration_s; also retry_of,
 resumed_from_epoch, host, pid.
 """
@@ -35,8 +36,9 @@ from ddpm.train import Callback, TrainState
 class PruningCallback(Callback):
     """Adds the sweep's per-epoch metric to each epoch's record and reports it to the trial.
 
-    ``sample_fid``/``sample_accuracy`` come from ``ddpm.evaluation.quick_metric`` on a few samples,
-    comparable across schedules and T (the noise loss is not); ``test_loss`` is the record's own.
+    ``sample_fid``/``sample_accuracy`` come from ``ddpm.evaluation.quick_metric`` on a few samples scored
+    against the validation split, comparable across schedules and T (the noise loss is not);
+    ``val_loss``/``test_loss`` read the record's validation noise loss (test without a validation split).
     Raises ``optuna.TrialPruned`` when the pruner says so (after the epoch's checkpoint is saved).
     """
 
@@ -49,10 +51,11 @@ class PruningCallback(Callback):
             return
         from ddpm.evaluation import quick_metric
 
-        record.update(quick_metric(run.eval_model, run.cfg, n=self.prune.n, steps=self.prune.steps))
+        record.update(quick_metric(run.eval_model, run.cfg, n=self.prune.n, steps=self.prune.steps,
+                                   split=scoring_split(run.cfg)))
 
     def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
-        value = float(record[self.prune.metric])
+        value = self.metric.value(record)
         if not math.isfinite(value):
             return
         self.trial.report(value, step=int(record["epoch"]))
@@ -68,8 +71,14 @@ class EpochLine(Callback):
 
     def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
         extra = "".join(f"  {k}={record[k]:.4g}" for k in self.keys if isinstance(record.get(k), (int, float)))
+        val = f"  val_noise_loss={record['val_loss']:.4f}" if "val_loss" in record else ""
         console.print(f"  trial {self.number} epoch {record['epoch']}/{run.cfg.train.epochs}  "
-                      f"test_noise_loss={record['test_loss']:.4f}{extra}  {record['seconds']:.0f}s", soft_wrap=True)
+                      f"test_noise_loss={record['test_loss']:.4f}{val}{extra}  {record['seconds']:.0f}s", soft_wrap=True)
+
+
+def scoring_split(cfg: Any) -> str:
+    """Trials are scored and pruned on the validation split; on the test split only without one (val_size 0)."""
+    return "val" if cfg.data.val_size > 0 else "test"
 
 
 def frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
@@ -106,7 +115,8 @@ class SweepObjective:
             if spec.prune is not None:
                 callbacks.append(PruningCallback(trial, spec.prune, active=spec.pruner != "none"))
             if self.verbose:
-                keys = (spec.prune.metric,) if spec.prune is not None and spec.prune.metric != "test_loss" else ()
+                keys = ((spec.prune.metric,) if spec.prune is not None
+                        and spec.prune.metric not in ("test_loss", "val_loss") else ())
                 callbacks.append(EpochLine(trial.number, keys))
             tracker = _tracker(cfg, spec, trial, params)
             if tracker is not None:
@@ -180,11 +190,12 @@ class SweepObjective:
             model, _, ckpt = load_model(run.run_dir, run.device)  # best.pt, as `ddpm sample` would load it
             rows = evaluate_guidance(model, cfg, omegas=g.omegas, n=g.n, sampler=g.sampler, steps=g.steps,
                                      eta=g.eta, device=run.device, out_dir=run.run_dir, seed=g.seed,
-                                     checkpoint=str(ckpt.get("path")))
+                                     checkpoint=str(ckpt.get("path")), split=scoring_split(cfg))
             rows = [_plain(r) for r in rows]
             best = best_guidance_row(rows, OBJECTIVE_METRICS[g.select or "fid"])
             best_omega = float(best["omega"])
             trial.set_user_attr("guidance", rows)
+            trial.set_user_attr("guidance_split", scoring_split(cfg))
             if tracker is not None:
                 tracker.log_guidance(rows, run.run_dir)  # type: ignore[attr-defined]
         trial.set_user_attr("best_omega", best_omega)
