@@ -41,7 +41,8 @@ def _study(tmp_path, fids: list[tuple[float, Optional[float]]], baseline: Option
 
 def test_fmt_interval_sets_digits_by_the_width():
     assert fmt_interval(240.3, 221.2, 262.4) == "240 [221, 262]"
-    assert fmt_interval(0.9342, 0.8701, 0.9688) == "0.934 [0.870, 0.969]"
+    assert fmt_interval(0.9342, 0.8701, 0.9688) == "0.93 [0.87, 0.97]"
+    assert fmt_interval(1.2021, 1.1543, 1.2660) == "1.20 [1.15, 1.27]"
     assert fmt_interval(240.345, None, None) == "240.3"
     assert fmt_interval(None) == "-"
 
@@ -59,7 +60,7 @@ def test_verdict_beats_and_no_beat_in_words():
     text = verdict(3, close, 0, base, "fid", "minimize")
     assert text.startswith("no config beat the baseline beyond noise") and "10 +- 22" in text
     acc = verdict(2, Score(0.95, 0.93, 0.97), 0, Score(0.80, 0.78, 0.82), "accuracy", "maximize")
-    assert acc.startswith("trial 2 beats the baseline (trial 0) by 0.150 +- 0.028 accuracy")
+    assert acc.startswith("trial 2 beats the baseline (trial 0) by 0.15 +- 0.03 accuracy")
     assert "not known" in verdict(1, Score(0.1), 0, Score(0.2), "test_loss", "minimize")    # no interval invented
     assert verdict(0, base, 0, base, "fid", "minimize").startswith("no config beat the baseline")
 

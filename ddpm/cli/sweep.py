@@ -197,7 +197,7 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
     for k in keys:
         table.add_column(k.split(".")[-1], justify="right")
     for n in names:
-        table.add_column(n, justify="right")
+        table.add_column(n, justify="right", no_wrap=True)   # "240 [221, 262]" stays on one line
     table.add_column("omega", justify="right")
     table.add_column("s", justify="right")
     table.add_column("note")

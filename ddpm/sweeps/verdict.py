@@ -41,10 +41,11 @@ class Score:
 
 
 def _decimals(half_width: float) -> Optional[int]:
-    """Decimals that show two significant figures of the half-width (None: no usable width)."""
+    """Decimals that show one significant figure of the half-width (None: no usable width): the digits
+    beyond it are noise."""
     if not math.isfinite(half_width) or half_width <= 0:
         return None
-    return max(0, 1 - math.floor(math.log10(half_width)))
+    return max(0, -math.floor(math.log10(half_width)))
 
 
 def fmt_interval(value: Optional[float], lo: Optional[float] = None, hi: Optional[float] = None) -> str:
