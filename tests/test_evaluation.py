@@ -19,7 +19,8 @@ from ddpm.evaluation import (ROW_KEYS, best_row, classifier_path, conditional_ac
                              evaluate_guidance, frechet_distance, get_classifier, quick_metric, real_floor,
                              save_classifier, train_classifier)
 from ddpm.evaluation.classifier import SHIPPED_DIR, classifier_train_split, load_classifier, split01
-from ddpm.evaluation.metrics import frechet_from_stats, gaussian_stats, reference_stats
+from ddpm.evaluation.metrics import (KIDReference, balanced_indices, fid_interval, frechet_from_stats, gaussian_stats,
+                                     kid_reference, kid_with_se, reference_stats, wilson_interval)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,95 @@ def test_fid_matches_closed_form_for_two_gaussians():
     x = rng.multivariate_normal(mu1, s1, size=40000)
     y = rng.multivariate_normal(mu2, s2, size=40000)
     assert frechet_distance(x, y) == pytest.approx(exact, rel=0.05)
+
+
+# ---- intervals and KID -------------------------------------------------------------------------------
+
+
+def _gaussian_feats(n: int, seed: int, d: int = 32, shift: float = 0.0) -> np.ndarray:
+    a = np.random.default_rng(123).normal(size=(d, d)) / np.sqrt(d)      # one fixed covariance
+    return np.random.default_rng(seed).normal(size=(n, d)) @ a.T + shift
+
+
+def test_fid_interval_holds_the_estimate_and_shrinks_with_n():
+    ref = gaussian_stats(_gaussian_feats(5000, 0))
+    labels = {n: np.arange(n) % 10 for n in (100, 1000)}
+    width = {}
+    for n in (100, 1000):
+        x = _gaussian_feats(n, 1, shift=0.2)
+        fid, lo, hi = fid_interval(x, *ref, labels[n])
+        assert fid == pytest.approx(frechet_from_stats(*gaussian_stats(x), *ref))
+        assert lo < fid < hi
+        assert fid_interval(x, *ref, labels[n]) == (fid, lo, hi)            # a fixed generator
+        width[n] = hi - lo
+    assert width[1000] < width[100] / 2                                     # ~1/sqrt(n): 1/3.2
+
+
+def test_wilson_interval_matches_its_formula_and_shrinks():
+    lo, hi = wilson_interval(8, 10)
+    # (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.959964
+    z, p, n = 1.959964, 0.8, 10
+    c, h = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (lo, hi) == pytest.approx((c - h, c + h), abs=1e-6)
+    assert wilson_interval(0, 10)[0] == pytest.approx(0, abs=1e-12) and wilson_interval(10, 10)[1] == pytest.approx(1)
+    big = wilson_interval(800, 1000)
+    assert big[1] - big[0] < (hi - lo) / 2
+
+
+def _kid_direct(x: np.ndarray, y: np.ndarray) -> float:
+    """Binkowski et al. 2018, eq. 3, as an explicit double loop."""
+    k = lambda a, b: (float(a @ b) / len(a) + 1.0) ** 3
+    n, m = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_a_direct_loop_and_its_jackknife():
+    x, y = _gaussian_feats(14, 1, d=5), _gaussian_feats(11, 2, d=5, shift=0.4)
+    kid, se = kid_with_se(x, y)
+    assert kid == pytest.approx(_kid_direct(x, y), rel=1e-10)
+    # the two-sample jackknife from explicit leave-one-out recomputations
+    lx = np.array([_kid_direct(np.delete(x, i, 0), y) for i in range(len(x))])
+    ly = np.array([_kid_direct(x, np.delete(y, j, 0)) for j in range(len(y))])
+    var = 13 / 14 * ((lx - lx.mean()) ** 2).sum() + 10 / 11 * ((ly - ly.mean()) ** 2).sum()
+    assert se == pytest.approx(np.sqrt(var), rel=1e-9)
+    # identical sets: the x-x and y-y terms equal each other, so KID = sum_{i!=j} k / n(n-1) - 2 mean k
+    kk = (x @ x.T / 5 + 1) ** 3
+    same = 2 * (kk.sum() - np.trace(kk)) / (14 * 13) - 2 * kk.mean()
+    assert kid_with_se(x, x)[0] == pytest.approx(same, rel=1e-10)
+    assert kid_with_se(x, x)[0] < 0            # = -2 (mean k(x,x) - mean k(x,x')) / n < 0
+
+
+def test_kid_stratified_by_label_matches_single_label_when_labels_are_equal():
+    x, y = _gaussian_feats(30, 1, d=6), _gaussian_feats(40, 2, d=6)
+    assert kid_with_se(x, y, np.zeros(30)) == pytest.approx(kid_with_se(x, y))
+
+
+def test_kid_real_vs_real_is_zero_within_noise_and_its_interval_shrinks():
+    ref = KIDReference.from_features(_gaussian_feats(4000, 0))
+    half = {}
+    for n in (100, 1000):
+        kid, se = kid_with_se(_gaussian_feats(n, 7), ref)     # the same distribution: E[KID] = 0
+        assert abs(kid) < 2 * se, (n, kid, se)
+        half[n] = se
+    assert half[1000] < half[100] / 2
+    kid, se = kid_with_se(_gaussian_feats(1000, 7, shift=0.3), ref)   # a real difference is beyond noise
+    assert kid > 3 * se
+
+
+def test_kid_of_real_images_against_the_test_split(clf, test_split):
+    """Real training images (10 per class, as generated sets are) against the real test split: KID is 0
+    within noise; the labels make the estimate stratified like the design."""
+    images, labels = split01("mnist", "train")
+    wanted = torch.arange(200) % 10
+    idx = balanced_indices(labels, wanted, seed=3)
+    kid, se = kid_with_se(clf.features(images[idx]), kid_reference(clf), wanted)
+    assert abs(kid) < 2 * se, (kid, se)
+    noise = torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    kid_noise, se_noise = kid_with_se(clf.features(noise), kid_reference(clf), wanted)
+    assert kid_noise > 3 * se_noise
 
 
 # ---- classifier metrics ------------------------------------------------------------------------------
@@ -134,6 +224,15 @@ def test_evaluate_guidance_rows_json_and_grids(clf, tiny_model, tmp_path):
     doc = json.loads((tmp_path / "eval.json").read_text())
     assert doc["sampler"] == "ddim" and doc["steps"] == 3 and doc["n"] == 20 and doc["checkpoint"] == "x.pt"
     assert doc["classifier_test_accuracy"] == clf.test_accuracy and len(doc["rows"]) == 2
+    assert set(doc["interval"]) == {"level", "fid", "accuracy", "kid"} and doc["interval"]["level"] == 0.95
+    for r in rows:                                   # every score carries its n and its interval
+        assert r["n"] == 20
+        assert r["fid_lo"] <= r["fid"] <= r["fid_hi"]
+        assert 0 <= r["accuracy_lo"] <= r["accuracy"] <= r["accuracy_hi"] <= 1
+        assert r["kid_lo"] < r["kid"] < r["kid_hi"]
+    assert json.loads(json.dumps(rows)) == rows      # JSON-safe, as Optuna stores them
+    assert evaluate_guidance(model, cfg, [2.0], n=20, sampler="ddim", steps=3, device="cpu",
+                             show_progress=False)[0]["fid_lo"] == rows[1]["fid_lo"]    # deterministic
     assert best_row(rows) in rows
     assert best_row(rows, "accuracy")["accuracy"] == max(r["accuracy"] for r in rows)
 

@@ -110,8 +110,11 @@ def test_report_has_every_section(report: Path) -> None:
     assert titles_html == titles_md
     for text in ("Optimisation history", "Parameter importances", "Loss curves", "Guidance trade-off",
                  "Samples of the best trial", "#0 (baseline)", "short study", "model.num_feat = 12", "pruned after epoch 1",
-                 "trials/hour"):
+                 "trials/hour", "95% intervals"):
         assert text in html and text in md, text
+    # the summary's verdict line: the best trial against the baseline, in words, on intervals of real rows
+    assert re.search(r"trial \d+ beats the baseline \(trial 0\) by [\d.]+ \+- [\d.]+ FID \(n = 20 images each\)"
+                     r"|no config beat the baseline", md), md[:3000]
     # self-contained: every image is a data URI; nothing is fetched from anywhere
     assert re.findall(r'src="(?!data:image/png;base64,)', html) == []
     assert "http://" not in html and "https://" not in html
@@ -130,6 +133,10 @@ def test_trials_csv_has_one_row_per_trial(report: Path, study_root: Path) -> Non
         assert r["params_model.num_feat"] == str(t.params["model.num_feat"])
         if t.value is not None:
             assert math.isclose(float(r["value_fid"]), t.value)
+        if r["state"] == "complete":       # scored by its guidance grid: an interval and n
+            assert float(r["fid_lo"]) <= t.value <= float(r["fid_hi"]) and r["n"] == "20"
+        else:                               # failed, or pruned (its value is the last prune metric): none
+            assert r["fid_lo"] == r["fid_hi"] == r["n"] == ""
         assert float(r["duration_s"]) >= 0
 
 

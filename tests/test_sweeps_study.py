@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,6 +105,8 @@ def test_three_trial_study_on_sqlite(tmp_path, tiny_classifier, monkeypatch, cap
             assert (run_dir / name).is_file(), name
         rows = t.user_attrs["guidance"]
         assert [r["omega"] for r in rows] == [0, 2] and all("fid" in r and "accuracy" in r for r in rows)
+        assert all(r["n"] == 20 and r["fid_lo"] <= r["fid"] <= r["fid_hi"] and r["kid_lo"] < r["kid_hi"]
+                   for r in rows)                       # intervals stored with the trial (Optuna user attrs)
         best = min(rows, key=lambda r: r["fid"])
         assert t.user_attrs["best_omega"] == best["omega"] and t.values == [pytest.approx(best["fid"])]
         assert t.user_attrs["config"]["sample"]["omega"] == best["omega"]
@@ -124,8 +127,9 @@ def test_three_trial_study_on_sqlite(tmp_path, tiny_classifier, monkeypatch, cap
     assert main(["trials", "three", "--out-dir", str(tmp_path / "runs")]) == 0
     assert main(["studies", "--out-dir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr()
-    text = out.out + out.err
+    text = re.sub(r"[│\s]+", " ", out.out + out.err)     # a note wrapped inside its table cell, joined again
     assert "three" in text and "complete" in text and "num_feat = 12" in text
+    assert "verdict: this study ran no baseline trial" in text
 
 
 def test_pruner_prunes(tmp_path, monkeypatch):

@@ -82,7 +82,8 @@ def test_trial_run_mirrors_metrics_grids_config_and_guidance(tiny_cfg, wandb_off
     guidance = [h for h in wb.history if "guidance/table._type" in h]
     assert len(guidance) == 1 and guidance[0]["guidance/table._type"] == "table-file"
     table = json.loads((wb.dir / "files" / guidance[0]["guidance/table.path"]).read_text())
-    assert table["columns"] == ["omega", "fid", "floor", "accuracy", "diversity", "seconds", "grid"]
+    assert table["columns"] == ["omega", "fid", "fid_lo", "fid_hi", "floor", "accuracy", "accuracy_lo", "accuracy_hi",
+                                "kid", "kid_lo", "kid_hi", "n", "diversity", "seconds", "grid"]
     assert [r[0] for r in table["data"]] == [0.0, 2.0]
     assert any(k.startswith("guidance/fid_vs_omega") for k in guidance[0])
     # a table with images travels as a run_table artifact holding the guidance grids

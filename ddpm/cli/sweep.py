@@ -198,7 +198,7 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
     for k in keys:
         table.add_column(k.split(".")[-1], justify="right")
     for n in names:
-        table.add_column(n, justify="right")
+        table.add_column(n, justify="right", no_wrap=True)   # "240 [221, 262]" stays on one line
     table.add_column("omega", justify="right")
     table.add_column("s", justify="right")
     table.add_column("note")
@@ -207,6 +207,13 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
         best = {t.number for t in study.best_trials}
     except ValueError:
         pass
+    from ddpm.sweeps.verdict import objective_score, study_verdict, ties
+
+    # the winner: single objective, Optuna's best; several, the Pareto trial best on the first objective
+    ranked = sorted((t for t in trials if t.number in best and t.values),
+                    key=lambda t: t.values[0] if study.directions[0].name == "MINIMIZE" else -t.values[0])
+    winner_trial = ranked[0] if ranked else None
+    winner = objective_score(winner_trial, 0, names[0]) if winner_trial is not None else None
     retried_as = {n: t.number for t in trials for n in t.system_attrs.get("retry_history", [])[-1:]}
     for t in trials:
         state = t.state.name.lower()
@@ -215,9 +222,12 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
         if t.system_attrs.get("retry_history"):
             state += f" (retry of {t.system_attrs['retry_history'][-1]})"
         complete = t.state == optuna.trial.TrialState.COMPLETE
-        values = [f"{v:.4g}" for v in t.values] if complete and t.values else ["-"] * len(names)
+        scores = [objective_score(t, i, n) if complete else None for i, n in enumerate(names)]
+        values = [s.text() if s is not None else "-" for s in scores]
         dur = t.user_attrs.get("duration_s")
         note = "best" if t.number in best else (t.user_attrs.get("failure_reason") or "")
+        if t.number not in best and complete and ties(winner, scores[:1])[0]:
+            note = "tie (overlaps best)"
         edge = omega_at_edge(t.user_attrs.get("guidance") or [], t.user_attrs.get("best_omega")) if complete else None
         note = "; ".join(x for x in (note, edge) if x)
         if t.number in retried_as:
@@ -230,6 +240,11 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
 
     table.caption = throughput_text(trials)
     console.print(table)
+    if complete_any := [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]:
+        objectives = list(zip(names, [d.name.lower() for d in study.directions]))
+        line = study_verdict(complete_any, objectives, study.user_attrs.get("baseline_trial"),
+                             winner_trial.number if winner_trial is not None else None)
+        console.print(f"verdict: {line}", soft_wrap=True)
 
 
 def _fmt(v: Any) -> str:

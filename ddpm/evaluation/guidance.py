@@ -18,14 +18,18 @@ from ddpm.config import ExperimentConfig
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.errors import ConfigError
 from ddpm.evaluation.classifier import EvalClassifier, get_classifier
-from ddpm.evaluation.metrics import fid_to_test, image_metrics, real_floor
+from ddpm.evaluation.metrics import INTERVAL_LEVEL, INTERVAL_METHODS, fid_to_test, image_scores, real_floor
 from ddpm.grids import cycle_labels, save_grid
 from ddpm.io import atomic_write_json
 from ddpm.runtime import sampling_options
 from ddpm.samplers import make_sampler
 
-ROW_KEYS = ("omega", "fid", "floor", "accuracy", "diversity", "seconds", "grid")
-LOWER_IS_BETTER = {"fid": True, "floor": True, "seconds": True, "accuracy": False, "diversity": False}
+# n: images scored; <key>_lo/_hi: the 95% interval of fid, accuracy and kid (methods: INTERVAL_METHODS,
+# also written to eval.json); kid/_lo/_hi are None below n = 3. Rows stored before these keys existed lack them.
+ROW_KEYS = ("omega", "fid", "floor", "accuracy", "diversity", "seconds", "grid",
+            "n", "fid_lo", "fid_hi", "accuracy_lo", "accuracy_hi", "kid", "kid_lo", "kid_hi")
+LOWER_IS_BETTER = {"fid": True, "floor": True, "seconds": True, "accuracy": False, "diversity": False,
+                   "kid": True}
 
 
 def _device(model: ConditionalDDPM, device: Optional[str | torch.device]) -> torch.device:
@@ -84,7 +88,7 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
 
     Returns one row per omega with keys ``ROW_KEYS``; with ``out_dir`` also writes
     ``out_dir/grids/omega<w>.png`` and ``out_dir/eval.json`` (rows plus split, sampler, steps, n,
-    checkpoint, classifier accuracy)."""
+    checkpoint, classifier accuracy, the interval methods). Row ``seconds`` include the intervals' cost."""
     if n < 2:
         raise ValueError(f"n = {n}: FID needs at least 2 samples")
     split, val_size = reference_split(cfg, split)
@@ -98,7 +102,7 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
     for w in omegas:
         start = time.perf_counter()
         images = generate(model, cfg, labels, w, sampler, steps, eta, dev, seed, batch_size, show_progress)
-        m = image_metrics(clf, images, labels, cfg.data.root, split, val_size)
+        m = image_scores(clf, images, labels, cfg.data.root, split=split, val_size=val_size)
         grid = None
         if out is not None:
             rel = Path("grids") / f"omega{w:g}.png"
@@ -106,13 +110,14 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
             grid = rel.as_posix()
         diversity = None if math.isnan(m["diversity"]) else m["diversity"]   # None: < 2 samples per class
         rows.append({"omega": float(w), "fid": m["fid"], "floor": floor, "accuracy": m["accuracy"],
-                     "diversity": diversity, "seconds": round(time.perf_counter() - start, 2), "grid": grid})
+                     "diversity": diversity, "seconds": round(time.perf_counter() - start, 2), "grid": grid,
+                     **{k: m[k] for k in ROW_KEYS[7:]}})
     if out is not None:
         atomic_write_json(out / "eval.json", {
             "checkpoint": checkpoint, "dataset": cfg.data.dataset, "split": split,
             "reference_images": _reference_text(split, val_size), "sampler": sampler, "steps": steps,
             "eta": eta, "n": n, "seed": seed, "classifier_test_accuracy": clf.test_accuracy,
-            "classifier": clf.key, "rows": rows, "best": best_row(rows) if rows else None,
+            "classifier": clf.key, "interval": {"level": INTERVAL_LEVEL, **INTERVAL_METHODS}, "rows": rows, "best": best_row(rows) if rows else None,
             "config": cfg.to_dict()})
     return rows
 

@@ -18,6 +18,7 @@ from ddpm.report import figures
 from ddpm.report.blocks import Code, Figure, Section, Table, Text
 from ddpm.report.collect import StudyData, TrialData
 from ddpm.sweeps.metrics import omega_at_edge, throughput_text
+from ddpm.sweeps.verdict import fmt_interval, objective_score, study_verdict, ties
 
 TOP_N = 10          # rows in the top-trials table
 CURVES_N = 5        # trials in the loss-curve chart
@@ -203,9 +204,17 @@ def summary(ctx: ReportContext) -> Section:
         ["wall time", f"{fmt_seconds(d.wall_time_s())} (sum of trial durations {fmt_seconds(total)})"],
         ["throughput", throughput_text([t.trial for t in d.trials]) or "–"],
         ["started / last finished", f"{start:%Y-%m-%d %H:%M:%S} / {end:%Y-%m-%d %H:%M:%S}" if start and end else "–"],
+        ["verdict", _verdict(ctx)],
     ]
     blocks: list[Any] = [Table(["", ""], rows), Text(_environment(d), note=True)]
     return Section("summary", "Study summary", blocks)
+
+
+def _verdict(ctx: ReportContext) -> str:
+    """The best trial against the baseline in words (``ddpm.sweeps.verdict``); 95% intervals."""
+    d = ctx.data
+    return study_verdict([t.trial for t in d.completed], [(o.metric, o.direction) for o in d.objectives],
+                         d.baseline_trial, ctx.best.number if ctx.best is not None else None)
 
 
 @register_section("best")
@@ -230,7 +239,7 @@ def best(ctx: ReportContext) -> Section:
     return Section("best", "Best trial and its config", lines)
 
 
-GUIDANCE_COLUMNS = ("fid", "accuracy", "diversity")  # read from the guidance row at the trial's best omega
+GUIDANCE_COLUMNS = ("fid", "accuracy", "kid", "diversity")  # read from the guidance row at the trial's best omega
 
 
 def _guidance_keys(d: StudyData) -> list[str]:
@@ -241,7 +250,15 @@ def _guidance_keys(d: StudyData) -> list[str]:
 
 def _guidance_cells(t: TrialData, keys: list[str]) -> list[str]:
     row = t.guidance_row(t.best_omega) or {}
-    return [fmt(t.best_omega)] + [fmt(row.get(k)) for k in keys]
+    return [fmt(t.best_omega)] + [_with_interval(row, k) for k in keys]
+
+
+def _with_interval(row: dict[str, Any], key: str) -> str:
+    """``240 [221, 262]`` when the row has the key's interval, else the plain value ("–" when missing)."""
+    if row.get(key) is None:
+        return "–"
+    lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    return fmt_interval(row[key], lo, hi) if lo is not None and hi is not None else fmt(row.get(key))
 
 
 @register_section("top")
@@ -254,12 +271,17 @@ def top_trials(ctx: ReportContext) -> Section:
         shown = shown + [baseline]
     keys = sorted({k for t in shown for k in t.params})
     gkeys = _guidance_keys(d)
-    cols = (["trial", "state"] + [o.metric for o in d.objectives] + ["best omega"] + gkeys
+    cols = (["trial", "state"] + [o.metric for o in d.objectives] + ["vs best"] + ["best omega"] + gkeys
             + ["final test loss", "epochs", "duration"] + keys)
     rows = []
+    winner = objective_score(ctx.best.trial, 0, d.objectives[0].metric) if ctx.best is not None else None
     for t in shown:
-        vals = [fmt(v) for v in (t.values or [None] * len(d.objectives))]
-        rows.append([_trial_label(d, t), t.state] + vals + _guidance_cells(t, gkeys)
+        scores = [objective_score(t.trial, i, o.metric) for i, o in enumerate(d.objectives)]
+        vals = [s.text() if s is not None else "–" for s in scores]
+        tie = ties(winner, scores[:1])[0]
+        vs = ("best" if ctx.best is not None and t.number == ctx.best.number
+              else "–" if tie is None else "tie" if tie else "worse")
+        rows.append([_trial_label(d, t), t.state] + vals + [vs] + _guidance_cells(t, gkeys)
                     + [fmt(t.last("test_loss")), fmt(len(t.metrics)), fmt_seconds(t.duration_s)]
                     + [fmt(t.params.get(k)) for k in keys])
     blocks: list[Any] = []
@@ -267,7 +289,9 @@ def top_trials(ctx: ReportContext) -> Section:
         blocks.append(Text("No completed trials yet.", note=True))
     else:
         blocks.append(Table(cols, rows, caption=f"Completed trials ranked by {d.objectives[0].metric} "
-                            f"({d.objectives[0].arrow}); guidance metrics at each trial's best omega."))
+                            f"({d.objectives[0].arrow}); guidance metrics at each trial's best omega, with "
+                            f"95% intervals in brackets where the row has them. \"tie\": the trial's "
+                            f"{d.objectives[0].metric} interval overlaps the best's; \"–\": no interval."))
     if d.baseline_trial is None:
         blocks.append(Text(f"No baseline trial: {base_label(d)} was not run as a trial in this study "
                            f"(enqueue_baseline: true runs it).", note=True))
@@ -388,13 +412,15 @@ def guidance(ctx: ReportContext) -> Section:
         why = "no completed trial" if b is None else f"trial {b.number} has no guidance table"
         return Section("guidance", title, [Text(f"Nothing to show: {why}.", note=True)])
     chart = figures.guidance_tradeoff(b.guidance, f"Trial {b.number}: FID and accuracy against omega")
-    rows = [[fmt(r.get("omega")), fmt(r.get("fid")), fmt(r.get("floor")), fmt(r.get("accuracy")),
-             fmt(r.get("diversity")), fmt_seconds(r.get("seconds"))] for r in b.guidance]
+    rows = [[fmt(r.get("omega")), _with_interval(r, "fid"), fmt(r.get("floor")), _with_interval(r, "accuracy"),
+             _with_interval(r, "kid"), fmt(r.get("diversity")), fmt(r.get("n")), fmt_seconds(r.get("seconds"))]
+            for r in b.guidance]
     return Section("guidance", title, [
         Figure("guidance", chart, "Classifier-free guidance weight omega against FID (classifier features; "
                                   "dotted: the real-data floor) and conditional accuracy."),
-        Table(["omega", "FID", "real-data floor", "accuracy", "diversity", "seconds"], rows,
-              caption=f"Trial {b.number}'s guidance table; best omega = {fmt(b.best_omega)}."),
+        Table(["omega", "FID", "real-data floor", "accuracy", "KID", "diversity", "n", "seconds"], rows,
+              caption=f"Trial {b.number}'s guidance table; best omega = {fmt(b.best_omega)}; 95% intervals "
+                      "(FID: bootstrap over the samples; accuracy: Wilson; KID: jackknife)."),
     ])
 
 

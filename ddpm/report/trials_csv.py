@@ -1,4 +1,5 @@
-"""``trials.csv``: one row per trial (number, state, values, params, duration, run folder, reason)."""
+"""``trials.csv``: one row per trial (number, state, values with their 95% intervals and n, tie with the best,
+params, duration, run folder, reason). Empty cells: no value, or no interval (history objectives, old rows)."""
 from __future__ import annotations
 
 import csv
@@ -7,18 +8,30 @@ from pathlib import Path
 
 from ddpm.io import atomic_write_text
 from ddpm.report.collect import StudyData
+from ddpm.sweeps.verdict import objective_score, ties
 
 
 def trials_csv(data: StudyData) -> str:
     keys = sorted({k for t in data.trials for k in t.params})
-    cols = (["number", "state"] + [f"value_{o.metric}" for o in data.objectives] + [f"params_{k}" for k in keys]
+    cols = (["number", "state"] + [f"value_{o.metric}" for o in data.objectives]
+            + [f"{o.metric}_{e}" for o in data.objectives for e in ("lo", "hi")] + ["n", "tie_with_best"]
+            + [f"params_{k}" for k in keys]
             + ["best_omega", "duration_s", "datetime_start", "datetime_complete", "run_dir", "failure_reason"])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
+    best = data.best()
+    winner = objective_score(best.trial, 0, data.objectives[0].metric) if best is not None else None
     for t in data.trials:
         values = t.values or [None] * len(data.objectives)
+        scores = [objective_score(t.trial, i, o.metric) for i, o in enumerate(data.objectives)]
+        bounds: list[str] = []
+        for s in scores:
+            bounds += [repr(s.lo), repr(s.hi)] if s is not None and s.has_interval else ["", ""]
+        n = next((s.n for s in scores if s is not None and s.n is not None), None)
+        tie = None if best is None or t.number == best.number else ties(winner, scores[:1])[0]
         w.writerow([t.number, t.state] + ["" if v is None else repr(float(v)) for v in values]
+                   + bounds + ["" if n is None else n, "" if tie is None else str(tie).lower()]
                    + ["" if k not in t.params else t.params[k] for k in keys]
                    + ["" if t.best_omega is None else t.best_omega,
                       "" if t.duration_s is None else round(t.duration_s, 3),

@@ -31,7 +31,8 @@ RECORD_KEYS: dict[str, str] = {
     "seconds": "train/epoch_seconds",
 }
 GRID_KEY = "samples/grid"
-GUIDANCE_COLUMNS = ("omega", "fid", "floor", "accuracy", "diversity", "seconds", "grid")
+GUIDANCE_COLUMNS = ("omega", "fid", "fid_lo", "fid_hi", "floor", "accuracy", "accuracy_lo", "accuracy_hi",
+                    "kid", "kid_lo", "kid_hi", "n", "diversity", "seconds", "grid")   # grid last: the image
 EXIT_CODE = {"complete": 0, "pruned": 0, "failed": 1, "interrupted": 255}
 
 _notice_lock = threading.Lock()
