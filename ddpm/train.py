@@ -88,6 +88,68 @@ def _check_resume_config(cfg: ExperimentConfig, saved: dict, path: str) -> None:
                                   f"the run was started with {was!r}{hint}")
 
 
+def _holds_a_run(run_dir: Path) -> bool:
+    ckpts = run_dir / "checkpoints"
+    return bool(read_jsonl(run_dir / "metrics.jsonl")) or (ckpts / "last.pt").exists() or (ckpts / "best.pt").exists()
+
+
+def _resume_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Optional[dict]:
+    """``last.pt`` to resume from; None for a run with nothing saved yet (it starts at epoch 1).
+
+    A run whose epochs were recorded (metrics.jsonl rows, best.pt) but whose last.pt is gone is refused:
+    starting again would write epoch 1 a second time and overwrite the real best.pt."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        ckpt = load_checkpoint(last)
+        _check_resume_config(cfg, ckpt["config"], str(last))
+        return ckpt
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    best = run_dir / "checkpoints" / "best.pt"
+    if rows or best.exists():
+        held = f"{run_dir / 'metrics.jsonl'} records {len(rows)} epoch(s)" if rows else f"{best} exists"
+        raise ConfigError(f"cannot resume {run_dir}: {held} but {last} is missing; restore last.pt (or copy "
+                          f"best.pt to last.pt to continue from the best epoch), or train under another name=; "
+                          f"nothing was changed")
+    return None
+
+
+def _repair_run_files(run: "TrainState", ckpt: Optional[dict]) -> None:
+    """Make the run folder agree with the checkpoint it (re)starts from, after a kill at any write point.
+
+    last.pt's history is the source of truth: metrics.jsonl is rewritten from it (a torn line and epochs
+    the checkpoint does not hold are dropped; they are trained again and appended once). best.pt missed
+    when the kill fell between last.pt and best.pt is copied from last.pt (the same payload). Temporary
+    files of interrupted atomic writes are removed."""
+    from ddpm.io import jsonl_text, remove_stale_temporaries, write_jsonl
+
+    metrics = run.run_dir / "metrics.jsonl"
+    for path in (run.last_checkpoint, run.best_checkpoint, metrics, run.run_dir / "config.yaml"):
+        remove_stale_temporaries(path)
+    history = list(ckpt["history"]) if ckpt is not None else []
+    try:
+        current = metrics.read_text() if metrics.exists() else None
+    except (OSError, UnicodeDecodeError):
+        current = None
+    if current is not None or history:
+        if current != jsonl_text(history):
+            write_jsonl(metrics, history)
+    if ckpt is None or not history:
+        return
+    losses = [r.get("test_loss") for r in history]
+    best = ckpt["best_test_loss"]
+    if losses[-1] == best and best not in losses[:-1]:  # the last epoch was the best one: best.pt must hold it
+        held = None
+        if run.best_checkpoint.is_file():
+            try:
+                held = load_checkpoint(run.best_checkpoint).get("epoch")
+            except Exception:  # an unreadable best.pt is replaced like a missing one
+                held = None
+        if held != ckpt["epoch"]:
+            from ddpm.io import atomic_write_bytes
+
+            atomic_write_bytes(run.best_checkpoint, run.last_checkpoint.read_bytes())
+
+
 def ema_decay_at(decay: float, step: int) -> float:
     """The EMA decay after ``step`` optimiser steps, warmed up as min(decay, (1 + step) / (10 + step)).
 
@@ -183,12 +245,9 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
     seed_everything(t.seed)
     amp_dtype, mem = autocast_dtype(t, device), memory_format(t)
 
-    ckpt = None
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and last.is_file():
-        ckpt = load_checkpoint(last)
-        _check_resume_config(cfg, ckpt["config"], str(last))
-    elif not resume and (run_dir / "metrics.jsonl").exists() and read_jsonl(run_dir / "metrics.jsonl"):
+    # nothing is written before these checks pass: a refused start or resume leaves the folder as it was
+    ckpt = _resume_checkpoint(cfg, run_dir) if resume else None
+    if not resume and _holds_a_run(run_dir):
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another name=")
 
     model = ConditionalDDPM(cfg).to(device).to(memory_format=mem)
@@ -214,6 +273,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
             console.print(f"resuming {run_dir} after epoch {run.epoch}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    _repair_run_files(run, ckpt)
     save_config(cfg, run_dir / "config.yaml")
 
     # data: resident tensors on the device (fast path) or the seed's per-sample DataLoader (faithful);
@@ -306,9 +366,11 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
                         run.best_val_loss = rec["val_loss"]
                 model.network = net  # save the eager module's weights, not the compiled wrapper's
                 payload = _payload(run, opt, sched, g_data, g_noise)
+                # last.pt (the source of truth, history included), then best.pt (the same payload), then the
+                # metrics line: a kill between any two is repaired by the next --resume (_repair_run_files)
+                save_checkpoint(run.last_checkpoint, payload)
                 if is_best:
                     save_checkpoint(run.best_checkpoint, payload)
-                save_checkpoint(run.last_checkpoint, payload)
                 if t.compile and t.path == "fast":
                     model.network = torch.compile(net)  # type: ignore[assignment]
                 append_jsonl(run_dir / "metrics.jsonl", rec)

@@ -71,9 +71,36 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
             return 130
         print_trials(study, title=f"study {spec.study}  ({time.time() - start:.0f}s)")
         _log_study(study, spec, console)
+        why = no_trial_completed(study, spec.storage)
+        if why:
+            # no report then: it would only replace reports/<study>/ (maybe an earlier good one) with a
+            # report that has no best config; `ddpm trials` shows the failures, `ddpm report` still works
+            console.print(f"ddpm sweep: {why}", style="red", markup=False, highlight=False, soft_wrap=True)
+            return 1
         if spec.report and not args.no_report:
             _write_report(spec.study, url, console)
         return 0
+
+
+def no_trial_completed(study: Any, storage: Optional[str] = None) -> Optional[str]:
+    """None when the study has a completed trial; else one line saying why not (for exit code 1)."""
+    import optuna
+
+    TS = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TS.COMPLETE for t in trials):
+        return None
+    failed = [t for t in trials if t.state == TS.FAIL]
+    pruned = sum(t.state == TS.PRUNED for t in trials)
+    first = ""
+    if failed:
+        reason = failed[0].user_attrs.get("failure_reason") or failed[0].system_attrs.get("fail_reason") or "no reason recorded"
+        first = f" (trial {failed[0].number}: {' '.join(str(reason).split())[:200]})"
+    others = "".join(f", {n} {name}" for n, name in ((sum(t.state == TS.RUNNING for t in trials), "still running"),
+                                                     (sum(t.state == TS.WAITING for t in trials), "waiting")) if n)
+    where = " --storage URL" if storage else ""
+    return (f"no trial completed: {len(failed)} failed{first}, {pruned} pruned{others}; "
+            f"see `ddpm trials {study.study_name}{where}`")
 
 
 def _log_study(study: Any, spec: Any, console: Any) -> None:
@@ -90,9 +117,9 @@ def _log_study(study: Any, spec: Any, console: Any) -> None:
 
 
 def _write_report(study: str, url: str, console: Any) -> None:
-    from ddpm.report import write_report
+    from ddpm.report import default_report_dir, write_report
 
-    out = Path("reports") / study
+    out = default_report_dir(study)
     path = write_report(study, url, out)
     console.print(f"report: {path or out}", soft_wrap=True)
 
@@ -146,7 +173,7 @@ class Studies(Command):
         from rich.table import Table
 
         from ddpm.progress import console
-        from ddpm.sweeps.storage import open_storage, redact_url
+        from ddpm.sweeps.storage import open_storage_readonly, redact_url
 
         urls = _study_storages(args.storage, args.out_dir)
         if not urls:
@@ -157,7 +184,7 @@ class Studies(Command):
             table.add_column(col)
         TS = optuna.trial.TrialState
         for url in urls:
-            storage = open_storage(url)
+            storage = open_storage_readonly(url)
             for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
                 study = optuna.load_study(study_name=s.study_name, storage=storage)
                 trials = study.get_trials(deepcopy=False)
@@ -265,13 +292,13 @@ class Trials(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         import optuna
 
-        from ddpm.sweeps.storage import default_storage_url, open_storage, redact_url
+        from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, redact_url
 
         url = args.storage or default_storage_url(args.out_dir, args.study)
         if not args.storage and not Path(url.split(":///", 1)[1]).is_file():
             raise ConfigError(f"no study {args.study!r} under {args.out_dir}/ (no {url.split(':///', 1)[1]}); "
                               f"pass --storage for studies stored elsewhere")
-        storage = open_storage(url)
+        storage = open_storage_readonly(url)
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         if args.study not in names:
             raise ConfigError(f"study {args.study!r} is not in {redact_url(url)}; studies there: "

@@ -6,6 +6,7 @@ Reads the study's storage and its trials' run folders (offline; no W&B) and writ
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -18,13 +19,22 @@ from ddpm.report.markdown import write_markdown
 from ddpm.report.sections import SECTIONS, ReportContext, build_sections, register_section
 from ddpm.report.trials_csv import write_trials_csv
 
-__all__ = ["write_report", "collect", "StudyData", "StudyNotFound", "SECTIONS", "register_section"]
+__all__ = ["write_report", "default_report_dir", "collect", "StudyData", "StudyNotFound", "SECTIONS", "register_section"]
+
+
+def default_report_dir(study_name: str) -> Path:
+    """``reports/<study>``, the name made one safe folder name: a study called ``../x``, ``a/b`` or
+    ``/abs`` (any string is a valid Optuna study name) never writes outside ``reports/``."""
+    safe = re.sub(r"[^\w.\-]+", "_", study_name).lstrip(".") or "study"
+    return Path("reports") / safe
 
 
 def write_report(study_name: str, storage: Optional[str] = None, out_dir: str | Path | None = None) -> Path:
-    """Write the report of ``study_name`` and return the path of ``report.html``."""
+    """Write the report of ``study_name`` and return the path of ``report.html``.
+
+    ``out_dir`` (an explicit choice) is used as given; the default is :func:`default_report_dir`."""
     data = collect(study_name, storage)
-    out = Path(out_dir) if out_dir is not None else Path("reports") / study_name
+    out = Path(out_dir) if out_dir is not None else default_report_dir(study_name)
     out.mkdir(parents=True, exist_ok=True)
     best = data.best()
     best_yaml = write_best_config(out / "best_config.yaml", data, best)

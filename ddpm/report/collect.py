@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.redact import redact_url
-from ddpm.sweeps.storage import default_storage_url, open_storage, scheme_of
+from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, scheme_of
 
 
 class StudyNotFound(DDPMError):
@@ -62,7 +62,7 @@ def _open_storage(url: str, study_name: str) -> Any:
     if file is not None and not file.is_file():
         raise StudyNotFound(f"no study '{study_name}': storage {redact_url(url)} does not exist"
                             f"{_studies_hint(_sqlite_neighbours(), 'under runs/')}")
-    return open_storage(url)
+    return open_storage_readonly(url)
 
 
 def _sqlite_neighbours() -> list[str]:
@@ -70,7 +70,7 @@ def _sqlite_neighbours() -> list[str]:
     names: list[str] = []
     for db in sorted(Path("runs").glob("*/*.db")):
         try:
-            names += optuna.study.get_all_study_names(f"sqlite:///{db}")
+            names += [s.study_name for s in open_storage_readonly(f"sqlite:///{db}").get_all_studies()]
         except Exception:
             continue
     return sorted(set(names))
@@ -266,6 +266,13 @@ def _read_trial(trial: FrozenTrial, storage_url: str) -> TrialData:
     return TrialData(trial, run_dir, metrics, rows, config if isinstance(config, dict) else None)
 
 
+def _shown_path(raw: Any) -> Optional[str]:
+    """A stored path as a report shows it: relative to here or under ~ (studies before this stored absolute ones)."""
+    from ddpm.io import portable_path
+
+    return portable_path(raw) if isinstance(raw, str) and raw else raw
+
+
 def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
     study, url = load_study(study_name, storage)
     trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
@@ -275,6 +282,6 @@ def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
     return StudyData(
         study=study, storage=redact_url(url), secrets=[pw] if pw else [],
         objectives=_objectives(study), trials=trials, spec=spec if isinstance(spec, dict) else {},
-        base_experiment=study.user_attrs.get("base_experiment"),
+        base_experiment=_shown_path(study.user_attrs.get("base_experiment")),
         baseline_trial=int(baseline) if isinstance(baseline, (int, float)) else None,
     )

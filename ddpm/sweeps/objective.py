@@ -107,8 +107,7 @@ class SweepObjective:
         try:
             params = suggest_params(spec.space, trial)  # a conditional key (when:) only when its condition holds
             name = f"trial-{trial.number}"
-            run_dir = spec.study_dir / name
-            self._start(trial, run_dir, params)
+            run_dir = self._start(trial, spec.study_dir / name, params)
             cfg = trial_config(spec, params, name)  # a choice the config rejects fails this trial only
             trial.set_user_attr("config", cfg.to_dict())
             callbacks: list[Callback] = []
@@ -151,14 +150,21 @@ class SweepObjective:
                 except Exception as err:  # tracking must never change a trial's result
                     console.print(f"[yellow]warning: tracker finish failed: {err}[/]", soft_wrap=True)
 
-    def _start(self, trial: optuna.Trial, run_dir: Path, params: dict[str, Any]) -> None:
-        """Record where the trial runs; a retry first copies its predecessor's folder (resume from last.pt)."""
+    def _start(self, trial: optuna.Trial, run_dir: Path, params: dict[str, Any]) -> Path:
+        """Choose and record the trial's run folder; a retry first copies its predecessor's folder (resume
+        from last.pt). Nothing already on disk is deleted: a folder that exists (another study of the same
+        name in another storage, or an older study whose numbers restarted at 0) is left as it is and this
+        trial runs in the next free ``trial-<n>-v<k>`` (recorded in the ``run_dir`` attribute)."""
         ft = frozen(trial)
         history = ft.system_attrs.get("retry_history") or []
         previous = ft.user_attrs.get("run_dir")  # inherited from the failed trial by the retry callback
-        if history and previous and Path(previous).is_dir() and Path(previous).resolve() != run_dir.resolve():
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
+        wanted = run_dir
+        run_dir = _free_run_dir(run_dir)
+        if run_dir != wanted and self.verbose:
+            owner = _owner(wanted)
+            console.print(f"trial {trial.number}: {wanted} already exists{f' ({owner})' if owner else ''} and is left "
+                          f"untouched; this trial runs in {run_dir}", soft_wrap=True)
+        if history and previous and Path(previous).is_dir() and Path(previous).resolve() != wanted.resolve():
             shutil.copytree(previous, run_dir, ignore=shutil.ignore_patterns("*.tmp", "wandb"))
             trial.set_user_attr("retry_of", history[-1])
             trial.set_user_attr("failure_reason", None)
@@ -167,14 +173,15 @@ class SweepObjective:
             trial.set_user_attr("resumed_from_epoch", epoch)
             if self.verbose:
                 console.print(f"trial {trial.number}: retry of trial {history[-1]}, resuming {run_dir} after epoch {epoch}", soft_wrap=True)
-        elif run_dir.exists():
-            shutil.rmtree(run_dir)  # leftovers of an older study of the same name: trial numbers restart at 0
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _mark(run_dir, self.spec, trial)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         if ft.user_attrs.get("baseline"):  # set when enqueued (a grid's baseline point too), copied by a retry
             trial.set_user_attr("baseline", True)
             trial.study.set_user_attr("baseline_trial", trial.number)
+        return run_dir
 
     def _score(self, trial: optuna.Trial, cfg: Any, run: TrainState, tracker: Optional[Callback]
                ) -> tuple[list[float], dict[str, Any]]:
@@ -213,6 +220,39 @@ class SweepObjective:
         summary = {f"objective/{m.name}": v for (m, _), v in zip(spec.objectives, values)}
         summary["best_omega"] = best_omega
         return values, summary
+
+
+MARKER = ".ddpm-trial.json"  # in each trial's run folder: which study (storage, name) and trial it belongs to
+
+
+def _free_run_dir(run_dir: Path) -> Path:
+    """``run_dir`` if nothing is there, else the first free ``<name>-v2``, ``-v3``, ... beside it."""
+    k = 1
+    candidate = run_dir
+    while candidate.exists() or candidate.is_symlink():
+        k += 1
+        candidate = run_dir.with_name(f"{run_dir.name}-v{k}")
+    return candidate
+
+
+def _mark(run_dir: Path, spec: SweepSpec, trial: optuna.Trial) -> None:
+    from ddpm.io import atomic_write_json
+    from ddpm.sweeps.storage import default_storage_url, redact_url
+
+    url = spec.storage or default_storage_url(spec.out_dir, spec.study)
+    atomic_write_json(run_dir / MARKER, {"study": spec.study, "storage": redact_url(url),
+                                         "trial": trial.number, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
+def _owner(run_dir: Path) -> str:
+    """'trial 3 of study x in <storage>' from a run folder's marker ('' when it has none)."""
+    import json
+
+    try:
+        m = json.loads((run_dir / MARKER).read_text())
+        return f"trial {m['trial']} of study {m['study']} in {m['storage']}, started {m['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def _last_epoch(run_dir: Path) -> int:

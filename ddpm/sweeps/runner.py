@@ -104,8 +104,10 @@ def _load_study(spec: SweepSpec, url: str, create: bool, worker: Optional[int]) 
     if "spec" not in study.user_attrs:
         study.set_user_attr("spec", redacted_spec(spec))
         study.set_user_attr("objectives", spec.objective_summary())
-        study.set_user_attr("base_experiment", str(spec.base))
-        study.set_user_attr("sweep_file", str(spec.path))
+        from ddpm.io import portable_path  # no machine's absolute path in a study (reports show these)
+
+        study.set_user_attr("base_experiment", portable_path(spec.base))
+        study.set_user_attr("sweep_file", portable_path(spec.path))
         if spec.enqueue_baseline and spec.sampler != "grid":  # a grid enqueues the baseline's point first
             study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
             waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))

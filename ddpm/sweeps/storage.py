@@ -138,6 +138,48 @@ def open_storage(url: str, heartbeat: Optional[Heartbeat] = None) -> BaseStorage
         raise StorageError(f"storage {redact_url(url)!r} is unreachable: {_first_line(e, url)}") from None
 
 
+def local_storage_file(url: str) -> Optional[Path]:
+    """The file behind a SQLite or journal URL; None for servers and in-memory SQLite."""
+    scheme = scheme_of(url)
+    if scheme == "sqlite":
+        path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+        return Path(path) if path and path != ":memory:" else None
+    if scheme == "journal":
+        path = url.split(":", 1)[1]
+        return Path(path[2:] if path.startswith("//") else path) if path else None
+    return None
+
+
+def open_storage_readonly(url: str) -> BaseStorage:
+    """Like :func:`open_storage`, for commands that only read (``ddpm trials``, ``studies``, ``report``):
+    a SQLite or journal file that does not exist is an error, never created (nor its folders), and a
+    SQLite file is opened read-only (an empty or foreign file is not given Optuna's tables)."""
+    file = local_storage_file(url)
+    if file is None:
+        return open_storage(url)
+    if not file.is_file():
+        what = "is a folder, not a storage file" if file.is_dir() else "does not exist"
+        raise StorageError(f"storage {redact_url(url)!r}: {file} {what} (nothing was created); "
+                           f"check the path, or list studies with `ddpm studies`")
+    if scheme_of(url) != "sqlite":
+        return open_storage(url)  # a journal file is only read until something writes a trial
+    import sqlite3
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(file.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+
+    try:
+        return _rdb(f"sqlite:///{file}", {"creator": connect}, None)
+    except Exception as e:
+        if "readonly database" in str(e):  # Optuna tried to create its tables: not a study storage
+            raise StorageError(f"storage {redact_url(url)!r}: {file} holds no Optuna study tables "
+                               f"(left unchanged)") from None
+        raise StorageError(f"storage {redact_url(url)!r} cannot be read: {_first_line(e, url)}") from None
+
+
 def _first_line(e: BaseException, url: str) -> str:
     text = str(getattr(e, "orig", None) or e).strip().splitlines()
     line = text[0] if text else type(e).__name__
