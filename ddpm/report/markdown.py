@@ -13,7 +13,8 @@ IMG_DIR = "img"
 # What text may hold (study names, descriptions, choices, failure reasons come from users and exceptions) is
 # escaped: HTML-significant characters as entities (no raw tag survives), Markdown punctuation with a
 # backslash (CommonMark: any ASCII punctuation may be escaped), so a name renders as the characters it holds.
-_MD_PUNCT = re.compile(r"([\\`*_\[\]|~#])")
+# ('_' inside a word is literal in CommonMark: model.num_feat stays readable and searchable)
+_MD_PUNCT = re.compile(r"([\\`*\[\]|~#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 _CODE_SPAN = re.compile(r"`([^`]+)`")            # the blocks' own markup: `code` (as html.inline reads it)
 _BLOCK_START = re.compile(r"^(\s*)([-+=>]|\d+[.)])")  # would start a list, quote or heading underline
 
