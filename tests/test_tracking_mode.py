@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ddpm.redact import redact, redact_url
-from ddpm.tracking import has_credentials, resolve_mode, run_tags, tracker_callback
+from ddpm.tracking import configured_mode, has_credentials, resolve_mode, run_tags, tracker_callback, wandb_run
 
 
 @pytest.fixture
@@ -15,18 +15,45 @@ def no_credentials(tmp_path, monkeypatch):
     return tmp_path / "netrc"
 
 
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """A process that has not probed W&B yet (the answer is cached per process)."""
+    monkeypatch.setattr(wandb_run, "_probe_cache", {})
+    monkeypatch.setattr(wandb_run, "_offline_reason", None)
+    monkeypatch.setattr(wandb_run, "_offline_notice_shown", False)
+
+
 def test_auto_is_offline_without_credentials_and_online_with_them(no_credentials, monkeypatch):
-    assert not has_credentials() and resolve_mode("auto") == "offline"
+    assert not has_credentials() and configured_mode("auto") == "offline"
     no_credentials.write_text("machine api.wandb.ai\n  login user\n  password abc123\n")
-    assert has_credentials() and resolve_mode("auto") == "online"
+    assert has_credentials() and configured_mode("auto") == "online"
     no_credentials.write_text("machine example.org login u password p\n")
-    assert resolve_mode("auto") == "offline"
+    assert configured_mode("auto") == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    assert resolve_mode("auto") == "online"
+    assert configured_mode("auto") == "online"
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
     monkeypatch.delenv("WANDB_API_KEY")
     no_credentials.write_text("machine wandb.example.org login u password p\n")
-    assert resolve_mode("auto") == "online"
+    assert configured_mode("auto") == "online"
+
+
+@pytest.mark.parametrize("configured", ["auto", "online"])
+def test_online_without_a_server_is_offline_after_one_probe(no_credentials, monkeypatch, fresh_probe, configured):
+    """Credentials but nothing listening at WANDB_BASE_URL: offline, probed once for the whole process."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    calls = []
+    real = wandb_run._probe
+    monkeypatch.setattr(wandb_run, "_probe", lambda url, timeout: calls.append(url) or real(url, timeout))
+    assert [resolve_mode(configured) for _ in range(3)] == ["offline"] * 3
+    assert calls == [f"http://127.0.0.1:{port}"] and wandb_run._offline_reason
+    assert resolve_mode("disabled") == "disabled" and resolve_mode("offline") == "offline"
 
 
 @pytest.mark.parametrize("configured, env, expected", [
@@ -37,7 +64,7 @@ def test_auto_is_offline_without_credentials_and_online_with_them(no_credentials
 def test_config_and_wandb_mode_env(no_credentials, monkeypatch, configured, env, expected):
     if env:
         monkeypatch.setenv("WANDB_MODE", env)
-    assert resolve_mode(configured) == expected
+    assert configured_mode(configured) == expected
 
 
 def test_tracker_spec_holds_tags_group_and_redacted_config(tiny_cfg, no_credentials):

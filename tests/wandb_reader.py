@@ -99,7 +99,7 @@ def read_offline_run(run_dir: str | Path, wait_s: float = 60.0) -> OfflineRun:
     while True:
         try:
             out = _parse_offline_run(Path(run_dir))
-        except ValueError:
+        except (ValueError, FileNotFoundError):  # the log is created and closed by W&B's service, later
             out = None
         if (out is not None and out.exit_code is not None) or time.monotonic() > deadline:
             return out if out is not None else _parse_offline_run(Path(run_dir))

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from ddpm.redact import redact_text
 from ddpm.report.best_config import write_best_config
 from ddpm.report.blocks import redact
 from ddpm.report.collect import StudyData, StudyNotFound, collect
@@ -45,7 +46,6 @@ def write_report(study_name: str, storage: Optional[str] = None, out_dir: str | 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (f"Written {now} by `ddpm report {data.name}` from the Optuna storage and the trials' run "
                 f"folders (offline). Files beside it: best_config.yaml, trials.csv, report.md.")
-    for secret in data.secrets:
-        subtitle = subtitle.replace(secret, "***")
+    title, subtitle = redact_text(title, data.secrets), redact_text(subtitle, data.secrets)
     write_markdown(out / "report.md", title, subtitle, sections)
     return write_html(out / "report.html", title, subtitle, sections)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from ddpm.redact import redact_text
+
 
 @dataclass
 class Text:
@@ -47,15 +49,9 @@ class Section:
 
 
 def redact(sections: list[Section], secrets: list[str]) -> None:
-    """Replace every secret (a storage password) in the report's text, in place."""
-    secrets = [s for s in secrets if s]
-    if not secrets:
-        return
-
+    """Mask every URL password and every known secret (the storage password) in the report's text, in place."""
     def clean(s: str) -> str:
-        for secret in secrets:
-            s = s.replace(secret, "***")
-        return s
+        return redact_text(s, secrets)
 
     for sec in sections:
         sec.title = clean(sec.title)

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
-from ddpm.redact import redact_url
+from ddpm.redact import redact_url, secrets_of
 from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, scheme_of
 
 
@@ -35,13 +34,6 @@ class StudyNotFound(DDPMError):
 def default_storage(study_name: str) -> str:
     """The sweep's default storage of ``study_name`` (a SQLite file under ``runs/<study>/``)."""
     return default_storage_url("runs", study_name)
-
-
-def storage_password(url: str) -> Optional[str]:
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
 
 
 def _local_file(url: str) -> Optional[Path]:
@@ -163,7 +155,7 @@ class TrialData:
 class StudyData:
     study: optuna.Study
     storage: str                           # redacted URL, safe to print
-    secrets: list[str]                     # strings that must never appear in a report
+    secrets: list[str]                     # the storage password, raw and decoded: never in a report
     objectives: list[Objective]
     trials: list[TrialData]
     spec: dict[str, Any]
@@ -278,9 +270,8 @@ def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
     trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
     spec = study.user_attrs.get("spec")
     baseline = study.user_attrs.get("baseline_trial")
-    pw = storage_password(url)
     return StudyData(
-        study=study, storage=redact_url(url), secrets=[pw] if pw else [],
+        study=study, storage=redact_url(url), secrets=secrets_of(url),
         objectives=_objectives(study), trials=trials, spec=spec if isinstance(spec, dict) else {},
         base_experiment=_shown_path(study.user_attrs.get("base_experiment")),
         baseline_trial=int(baseline) if isinstance(baseline, (int, float)) else None,

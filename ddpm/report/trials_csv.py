@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from ddpm.io import atomic_write_text
+from ddpm.redact import redact_text
 from ddpm.report.collect import StudyData
 from ddpm.sweeps.verdict import objective_score, ties
 
@@ -37,7 +38,7 @@ def trials_csv(data: StudyData) -> str:
                       "" if t.duration_s is None else round(t.duration_s, 3),
                       t.trial.datetime_start.isoformat() if t.trial.datetime_start else "",
                       t.trial.datetime_complete.isoformat() if t.trial.datetime_complete else "",
-                      "" if t.run_dir is None else str(t.run_dir), t.failure_reason or ""])
+                      "" if t.run_dir is None else str(t.run_dir), redact_text(t.failure_reason or "", data.secrets)])
     return buf.getvalue()
 
 

@@ -30,19 +30,8 @@ class StorageError(DDPMError):
     """A storage URL is malformed or its server cannot be reached."""
 
 
-try:  # the shared redaction helper (ddpm/redact.py) when present
-    from ddpm.redact import redact_url as _shared_redact  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on what else is installed
-    _shared_redact = None
-
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
-
-
-def redact_url(url: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; anything else unchanged."""
-    if _shared_redact is not None:
-        return _shared_redact(url)
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
+# one redaction implementation for the whole project (ddpm/redact.py); re-exported for the sweep modules
+from ddpm.redact import redact_text, redact_url, secrets_of, url_password  # noqa: E402,F401
 
 
 @dataclass(frozen=True)
@@ -181,14 +170,15 @@ def open_storage_readonly(url: str) -> BaseStorage:
 
 
 def _first_line(e: BaseException, url: str) -> str:
+    """The driver's first error line with the URL's password masked (raw and decoded, as drivers echo it)."""
     text = str(getattr(e, "orig", None) or e).strip().splitlines()
     line = text[0] if text else type(e).__name__
-    pw = _password(url)
-    if pw:
-        line = line.replace(pw, "***")
-    return f"{type(e).__name__}: {line}"[:300]
+    pw = _userinfo_password(url)
+    if pw and "@" in pw:  # SQLAlchemy ends the password at the first '@': the rest became the host name
+        line = "the password holds a raw '@' (the driver reads the text after it as the host); write it as %40"
+    return redact_text(f"{type(e).__name__}: {line}", secrets_of(url))[:300]
 
 
-def _password(url: str) -> Optional[str]:
-    m = _PASSWORD.search(url)
-    return m["pw"] if m and m["pw"] else None
+def _userinfo_password(url: str) -> str | None:
+    """The raw password of ``url`` before any query (an '@' in the query is not part of it)."""
+    return url_password(url.split("?", 1)[0])

@@ -16,10 +16,10 @@ from typing import Any, Optional
 from ddpm.config import ExperimentConfig
 from ddpm.redact import redact
 from ddpm.tracking.base import STATES, TRACKERS, RunSpec, Tracker, register_tracker
-from ddpm.tracking.wandb_run import WandbTracker, has_credentials, resolve_mode
+from ddpm.tracking.wandb_run import WandbTracker, configured_mode, has_credentials, resolve_mode, wandb_unreachable
 
-__all__ = ["STATES", "TRACKERS", "RunSpec", "Tracker", "WandbTracker", "has_credentials", "log_study",
-           "register_tracker", "resolve_mode", "run_tags", "tracker_callback"]
+__all__ = ["STATES", "TRACKERS", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
+           "log_study", "register_tracker", "resolve_mode", "run_tags", "tracker_callback", "wandb_unreachable"]
 
 # resolved mode -> tracker backend
 BACKEND_OF_MODE: dict[str, str] = {"online": "wandb", "offline": "wandb", "disabled": "none"}

@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 import netrc
 import os
+import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlparse
@@ -18,7 +21,7 @@ from urllib.parse import urlparse
 from rich.markup import escape
 
 from ddpm.progress import console
-from ddpm.redact import redact
+from ddpm.redact import redact, redact_argv
 from ddpm.tracking.base import RunSpec, Tracker, register_tracker
 from ddpm.train import TrainState
 
@@ -35,8 +38,63 @@ GUIDANCE_COLUMNS = ("omega", "fid", "fid_lo", "fid_hi", "floor", "accuracy", "ac
                     "kid", "kid_lo", "kid_hi", "n", "diversity", "seconds", "grid")   # grid last: the image
 EXIT_CODE = {"complete": 0, "pruned": 0, "failed": 1, "interrupted": 255}
 
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+PROBE_TIMEOUT_S = 3.0   # the whole reachability check, DNS included
+
 _notice_lock = threading.Lock()
 _offline_notice_shown = False
+_offline_reason: Optional[str] = None         # why online tracking fell back to offline (shown in the notice)
+_probe_lock = threading.Lock()
+_probe_cache: dict[str, Optional[str]] = {}   # base URL -> None (reachable) or why not; one probe per process
+_argv_lock = threading.Lock()
+
+
+def base_url() -> str:
+    return (os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _probe(url: str, timeout: float) -> Optional[str]:
+    """None when an HTTP server answers at ``url`` (any status below 500, e.g. 401/404); else why not.
+    Follows HTTP(S)_PROXY like W&B does."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError as e:
+        return None if e.code < 500 else f"HTTP {e.code}"
+    except Exception as e:  # URLError (refused, DNS), socket timeout, TLS errors, ...
+        reason = getattr(e, "reason", None) or e
+        return f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
+
+
+def wandb_unreachable(timeout: float = PROBE_TIMEOUT_S) -> Optional[str]:
+    """Why the W&B server (WANDB_BASE_URL) cannot be reached, or None when it answers. Checked once per
+    process and base URL (a sweep's trials reuse the answer), in a thread bounded by ``timeout`` so that a
+    server that accepts connections but never answers, or a DNS lookup that hangs, costs ``timeout`` at
+    most instead of W&B's 90 s init timeout."""
+    url = base_url()
+    with _probe_lock:
+        if url in _probe_cache:
+            return _probe_cache[url]
+        result: list[Optional[str]] = []
+        worker = threading.Thread(target=lambda: result.append(_probe(url, timeout)), daemon=True,
+                                  name="wandb-probe")
+        worker.start()
+        worker.join(timeout + 0.5)
+        why = result[0] if result else f"no answer within {timeout:g} s"
+        _probe_cache[url] = why
+        return why
+
+
+def fall_back_offline(why: str) -> None:
+    """Online tracking is off for the rest of this process; the one offline notice says why.
+
+    Also sets WANDB_MODE=offline: W&B's own usage telemetry follows that variable, not a run's mode, and
+    would otherwise post to the dead server at exit and wait for it (10 s per process, measured)."""
+    global _offline_reason
+    with _notice_lock:
+        if _offline_reason is None:
+            _offline_reason = why
+            os.environ["WANDB_MODE"] = "offline"
 
 
 def has_credentials() -> bool:
@@ -52,9 +110,9 @@ def has_credentials() -> bool:
     return bool(auth and auth[2])
 
 
-def resolve_mode(configured: str) -> str:
-    """online | offline | disabled. WANDB_MODE=disabled always wins (tests, CI); ``auto`` follows WANDB_MODE
-    when set, else goes online with credentials and offline without."""
+def configured_mode(configured: str) -> str:
+    """online | offline | disabled, as configured. WANDB_MODE=disabled always wins (tests, CI); ``auto``
+    follows WANDB_MODE when set, else goes online with credentials and offline without."""
     env = os.environ.get("WANDB_MODE", "").strip().lower()
     if env == "disabled" or configured == "disabled":
         return "disabled"
@@ -65,6 +123,18 @@ def resolve_mode(configured: str) -> str:
     if env == "dryrun":
         return "offline"
     return "online" if has_credentials() else "offline"
+
+
+def resolve_mode(configured: str) -> str:
+    """online | offline | disabled: ``configured_mode``, with online turned offline (one notice per process)
+    when the W&B server does not answer, so runs never wait for it and still log everything to disk."""
+    mode = configured_mode(configured)
+    if mode == "online":
+        why = _offline_reason or wandb_unreachable()
+        if why is not None:
+            fall_back_offline(why)
+            return "offline"
+    return mode
 
 
 def _is_number(v: Any) -> bool:
@@ -91,26 +161,58 @@ class WandbTracker(Tracker):
     def start(self, run_dir: Path) -> None:
         if self._run is not None or self._broken:
             return
+        spec = self.spec
+        if spec.mode == "online":
+            why = _offline_reason or wandb_unreachable()
+            if why is not None:
+                fall_back_offline(why)
+                spec.mode = "offline"
         try:
-            import wandb
-
-            spec = self.spec
-            wb_dir = Path(spec.dir) if spec.dir is not None else Path(run_dir)
-            wb_dir.mkdir(parents=True, exist_ok=True)
-            settings = wandb.Settings(silent=True, console="off", save_code=False)
-            self._run = wandb.init(
-                project=spec.project, entity=spec.entity, group=spec.group, job_type=spec.job_type,
-                name=spec.name, tags=list(dict.fromkeys(t[:64] for t in spec.tags if t)),
-                config=redact(spec.config), dir=str(wb_dir), mode=spec.mode, reinit="create_new",
-                settings=settings)
+            self._run = self._init(Path(spec.dir) if spec.dir is not None else Path(run_dir))
+        except Exception as e:
+            if spec.mode != "online":
+                self._fail("start", e)
+                return
+            # online but W&B would not start (auth refused, server error, timeout): offline, nothing lost
+            fall_back_offline(redact(f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__))
+            spec.mode = "offline"
+            try:
+                self._run = self._init(Path(spec.dir) if spec.dir is not None else Path(run_dir))
+            except Exception as e2:
+                self._fail("start", e2)
+                return
+        try:
             self._run.define_metric(spec.step_metric)
             self._run.define_metric("*", step_metric=spec.step_metric)
             if spec.step_metric == "epoch":
                 self._run.define_metric(RECORD_KEYS["test_loss"], step_metric="epoch", summary="min")
             self._announce()
         except Exception as e:
-            self._run = None
             self._fail("start", e)
+
+    def _init(self, wb_dir: Path) -> Any:
+        """``wandb.init`` for this run. W&B records the process arguments (``sys.argv``) in the run's
+        metadata and has no setting to pass other ones, so argv is redacted for the duration of the call
+        (a storage URL's password would otherwise be stored in every run)."""
+        import wandb
+
+        spec = self.spec
+        # absolute: W&B's service process writes the run and keeps the cwd it started with, which may not be
+        # this process's cwd any more (a relative dir then loses the run's log)
+        wb_dir = wb_dir.resolve()
+        wb_dir.mkdir(parents=True, exist_ok=True)
+        settings = wandb.Settings(silent=True, console="off", save_code=False)
+        with _argv_lock:
+            argv = sys.argv
+            sys.argv = redact_argv(argv)
+            try:
+                return wandb.init(
+                    project=spec.project, entity=redact(spec.entity), group=spec.group, job_type=spec.job_type,
+                    name=spec.name, tags=list(dict.fromkeys(t[:64] for t in spec.tags if t)),
+                    config=redact(spec.config), dir=str(wb_dir), mode=spec.mode, reinit="create_new",
+                    settings=settings)
+            finally:
+                sys.argv = argv
 
     def _announce(self) -> None:
         global _offline_notice_shown
@@ -121,8 +223,11 @@ class WandbTracker(Tracker):
             if _offline_notice_shown:
                 return
             _offline_notice_shown = True
+            why = _offline_reason
         sync_dir = Path(self._run.settings.sync_dir)
-        console.print(f"W&B offline: runs under {sync_dir.parent}/offline-run-*; "
+        head = (f"[yellow]W&B server {escape(redact(base_url()))} cannot be used ({escape(redact(why))}): "
+                f"tracking offline for this process[/]; " if why else "W&B offline: ")
+        console.print(f"{head}runs under {sync_dir.parent}/offline-run-*; "
                       f"upload with `wandb sync {sync_dir}` (one folder per run)", soft_wrap=True)
 
     def finish(self, state: str = "complete", reason: Optional[str] = None) -> None:
