@@ -7,7 +7,9 @@ every module here, so adding a command is one new file.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import math
 import os
 import pkgutil
 import re
@@ -21,6 +23,51 @@ COMMANDS: dict[str, type["Command"]] = {}
 # `--omega -1,0,0.5` must read as a value, not an option: argparse only takes plain negative numbers
 # as values, so every subcommand's matcher is widened to comma-separated lists of numbers.
 _NEGATIVE_LIST = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(,[-+]?\d*\.?\d*([eE][-+]?\d+)?)*$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``ddpm <cmd>: error: <what>`` (the usage text stays in ``--help``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = message.replace("\n", " ")
+        self.exit(2, f"{self.prog}: error: {msg} (see {self.prog} --help)\n")
+
+
+def number(low: Optional[float] = None, high: Optional[float] = None, integer: bool = False,
+           low_open: bool = False):
+    """An argparse ``type=``: a finite number in [low, high] (``(low, high]`` with ``low_open``).
+
+    Integers accept integral spellings such as ``1e3``; NaN, infinities and out-of-range values are a
+    one-line error naming the flag (argparse adds it), the value and what is allowed."""
+    kind = "an integer" if integer else "a number"
+    bounds = []
+    show = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}")
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {show(low)}")
+    if high is not None:
+        bounds.append(f"<= {show(high)}")
+    allowed = f"{kind}{' ' + ' and '.join(bounds) if bounds else ''}"
+
+    def parse(text: str) -> float | int:
+        try:
+            value: float | int = int(text) if integer else float(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: not a finite number; expected {allowed}")
+        if integer:
+            if not float(value).is_integer():
+                raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}")
+            value = int(value)
+        if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}")
+        return value
+
+    parse.__name__ = kind
+    return parse
 
 
 def register_command(name: str):
@@ -48,9 +95,9 @@ def _load_commands() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     _load_commands()
-    parser = argparse.ArgumentParser(prog="ddpm", description="Class-conditional DDPM training, sampling, "
+    parser = _Parser(prog="ddpm", description="Class-conditional DDPM training, sampling, "
                                      "evaluation and Optuna sweeps tracked in W&B.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in sorted(COMMANDS):
         cls = COMMANDS[name]
@@ -76,8 +123,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"ddpm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ddpm trials x | head`: the reader left; nothing to report
+        sys.stdout = open(os.devnull, "w")
+        return 141
+    except OSError as e:  # a file where a folder is expected, no permission, disk full, ...
+        print(f"ddpm {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
     finally:
         sys.stdout.flush()
+
+
+def os_error_text(e: OSError) -> str:
+    """``<path>: <strerror>`` (both paths of a rename) on one line, for any OSError."""
+    reason = e.strerror or (errno.errorcode.get(e.errno, "") if e.errno else "") or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    text = f"{' -> '.join(paths)}: {reason}" if paths else reason
+    return text.replace("\n", " ")
 
 
 def entry() -> None:  # console_scripts entry point

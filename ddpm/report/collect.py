@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.redact import redact_url
-from ddpm.sweeps.storage import default_storage_url, open_storage, scheme_of
+from ddpm.sweeps.storage import default_storage_url, open_storage, reading, scheme_of
 
 
 class StudyNotFound(DDPMError):
@@ -84,10 +84,11 @@ def load_study(study_name: str, storage: Optional[str] = None) -> tuple[optuna.S
     """(study, storage URL); a missing study is a one-line ``StudyNotFound`` naming those present."""
     url = storage or default_storage(study_name)
     store = _open_storage(url, study_name)
-    names = [s.study_name for s in store.get_all_studies()]
-    if study_name not in names:
-        raise StudyNotFound(f"no study '{study_name}' in {redact_url(url)}{_studies_hint(sorted(names))}")
-    return optuna.load_study(study_name=study_name, storage=store), url
+    with reading(url):
+        names = [s.study_name for s in store.get_all_studies()]
+        if study_name not in names:
+            raise StudyNotFound(f"no study '{study_name}' in {redact_url(url)}{_studies_hint(sorted(names))}")
+        return optuna.load_study(study_name=study_name, storage=store), url
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,9 +269,10 @@ def _read_trial(trial: FrozenTrial, storage_url: str) -> TrialData:
 
 def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
     study, url = load_study(study_name, storage)
-    trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
-    spec = study.user_attrs.get("spec")
-    baseline = study.user_attrs.get("baseline_trial")
+    with reading(url):
+        trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
+        spec = study.user_attrs.get("spec")
+        baseline = study.user_attrs.get("baseline_trial")
     pw = storage_password(url)
     return StudyData(
         study=study, storage=redact_url(url), secrets=[pw] if pw else [],

@@ -14,11 +14,13 @@ A URL's password is never printed or stored: see :func:`redact_url`.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import optuna
 from optuna.storages import BaseStorage
@@ -135,7 +137,50 @@ def open_storage(url: str, heartbeat: Optional[Heartbeat] = None) -> BaseStorage
     except StorageError:
         raise
     except Exception as e:  # sqlalchemy OperationalError, psycopg errors, OSError, ...
+        if _database_error(e) is not None:
+            raise StorageError(_unreadable(url, e)) from None
         raise StorageError(f"storage {redact_url(url)!r} is unreachable: {_first_line(e, url)}") from None
+
+
+# SQLite's words for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB)
+_CORRUPT = ("malformed", "not a database", "corrupt", "encrypted")
+
+
+def _database_error(e: BaseException) -> Optional[BaseException]:
+    """The database driver's error behind ``e`` (Optuna wraps it in StorageInternalError), if any."""
+    import sqlalchemy.exc
+
+    seen = 0
+    cur: Optional[BaseException] = e
+    while cur is not None and seen < 8:
+        if isinstance(cur, (sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError)):
+            return cur
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return None
+
+
+def _unreadable(url: str, e: BaseException) -> str:
+    db = _database_error(e) or e
+    line = _first_line(db, url)
+    if scheme_of(url) == "sqlite" and any(w in line.lower() for w in _CORRUPT):
+        path = url.split(":///", 1)[1] if ":///" in url else url
+        return (f"storage {redact_url(url)!r}: {path} is corrupt or not a SQLite database ({line}); "
+                f"it was left untouched: restore it from a copy, or start the study under another name")
+    return f"storage {redact_url(url)!r} cannot be read: {line}"
+
+
+@contextlib.contextmanager
+def reading(url: str) -> Iterator[None]:
+    """Around calls that read a storage: SQLite reports a damaged file lazily, on the first query, so a
+    database error there becomes one StorageError line naming the file (the file is never written)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as e:
+        if _database_error(e) is None:
+            raise
+        raise StorageError(_unreadable(url, e)) from None
 
 
 def _first_line(e: BaseException, url: str) -> str:
