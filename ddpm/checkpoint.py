@@ -64,7 +64,7 @@ def validate_checkpoint(ckpt: dict[str, Any], keys: dict[str, tuple[type, ...]] 
         value = ckpt.get(key)
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise CheckpointError(f"{path}: {key!r} holds a {type(value).__name__}, expected {want}")
+            raise CheckpointError(f"{path}: {key!r} holds {type(value).__name__}, expected {want}")
     for key in ("model", "ema", "optimizer", "lr_scheduler"):
         if key in keys and isinstance(ckpt.get(key), dict) and not all(isinstance(k, str) for k in ckpt[key]):
             raise CheckpointError(f"{path}: {key!r} is not a state dict (its keys are not names)")

@@ -296,6 +296,8 @@ def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{path}: base = {_show(base)}: must name another experiment file, e.g. seed.yaml")
     base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base = {base!r}: no such config file ({base_path})")
     if base_path in seen:
         raise ConfigError(f"{path}: base '{base}' makes a cycle")
     merged = _read_with_base(base_path, seen + (path.resolve(),))

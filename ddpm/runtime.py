@@ -17,22 +17,23 @@ SEED_MAX = 2**63 - 1
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
     """auto | cpu | cuda | cuda:N as a device this machine has; anything else is a one-line ConfigError."""
     allowed = "auto, cpu, cuda or cuda:N"
+    key = f"{key} " if key.startswith("-") else f"{key} = "  # `--device 'x'`, `train.device = 'x'`
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{key} = {name!r}: unknown device; valid: {allowed}")
+        raise ConfigError(f"{key}{name!r}: unknown device; valid: {allowed}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise ConfigError(f"{key} = {name!r}: unknown device; valid: {allowed}") from None
+        raise ConfigError(f"{key}{name!r}: unknown device; valid: {allowed}") from None
     if device.type == "cpu" and device.index in (None, 0):
         return torch.device("cpu")
     if device.type != "cuda":
-        raise ConfigError(f"{key} = {name!r}: not supported here; valid: {allowed}")
+        raise ConfigError(f"{key}{name!r}: not supported here; valid: {allowed}")
     if not torch.cuda.is_available():
-        raise ConfigError(f"{key} = {name!r}: no CUDA device is available here; use auto or cpu")
+        raise ConfigError(f"{key}{name!r}: no CUDA device is available here; use auto or cpu")
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"{key} = {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+        raise ConfigError(f"{key}{name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                           f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return device
 

@@ -99,12 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "evaluation and Optuna sweeps tracked in W&B.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    parser.commands = {}  # type: ignore[attr-defined]
     for name in sorted(COMMANDS):
         cls = COMMANDS[name]
         doc = (cls.__doc__ or "").strip()
         p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p._negative_number_matcher = _NEGATIVE_LIST  # type: ignore[attr-defined]
+        parser.commands[name] = p  # type: ignore[attr-defined]
         cmd = cls()
         cmd.add_arguments(p)
         p.set_defaults(_cmd=cmd)
@@ -113,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's parser: `ddpm train: error: unrecognized arguments: ...`
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
         return int(args._cmd.take_action(args) or 0)
     except DDPMError as e:
