@@ -162,7 +162,8 @@ def open_storage(url: str, heartbeat: Optional[Heartbeat] = None) -> BaseStorage
     except StorageError:
         raise
     except Exception as e:  # sqlalchemy OperationalError, psycopg errors, OSError, ...
-        if _database_error(e) is not None:
+        db = _database_error(e)
+        if db is not None and any(w in _first_line(db, url).lower() for w in _CORRUPT):
             raise StorageError(_unreadable(url, e)) from None
         raise StorageError(f"storage {redact_url(url)!r} is unreachable: {_first_line(e, url)}") from None
 
