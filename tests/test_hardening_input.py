@@ -663,3 +663,11 @@ def test_each_class_as_a_real_process(tmp_path, tiny_run, study_db, case):
     assert_one_line_error(r, cmd, needle)
     assert r.returncode == code and r.stdout.strip() == ""
     assert checksums(tiny_run, study_db) == before
+
+
+def test_a_model_the_machine_cannot_hold(tmp_path):
+    """A width whose first weights need 10 TB: torch's allocation error becomes one line (and nothing is written)."""
+    r = ddpm("train", SEED_YAML, *tiny_overrides(tmp_path / "runs"), "model.num_feat=800000")
+    assert_one_line_error(r, "train", "out of memory", "can't allocate memory", "model.num_feat")
+    assert r.returncode == 1 and not (tmp_path / "runs").exists()
+

@@ -70,6 +70,10 @@ def number(low: Optional[float] = None, high: Optional[float] = None, integer: b
     return parse
 
 
+# torch's allocation failures: CPU ("can't allocate memory"), CUDA (torch.OutOfMemoryError: "out of memory")
+_OOM = ("can't allocate memory", "out of memory")
+
+
 def register_command(name: str):
     def deco(cls: type["Command"]) -> type["Command"]:
         cls.name = name
@@ -132,6 +136,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 141
     except OSError as e:  # a file where a folder is expected, no permission, disk full, ...
         print(f"ddpm {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:  # a model/batch/T the machine cannot hold; other errors stay loud
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if not isinstance(e, MemoryError) and not any(w in text.lower() for w in _OOM):
+            raise
+        print(f"ddpm {args.command}: error: out of memory ({text[:200]}); lower model.num_feat, "
+              f"train.batch_size, diffusion.T or --n", file=sys.stderr)
         return 1
     finally:
         sys.stdout.flush()
