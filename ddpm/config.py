@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +125,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to one short line (a list or mapping in the wrong place can be long)."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value: Any, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} = {value!r}: not a finite number; use a finite value")
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats, integral floats for ints
+    (``1e6``); NaN and infinities are refused everywhere."""
     origin = typing.get_origin(tp)
     if origin is typing.Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -133,37 +147,42 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return _coerce(value, args[0], where)
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} = {value!r}: expected {_type_name(tp)}")
+            raise ConfigError(f"{where} = {_show(value)}: expected {_type_name(tp)}")
         return [_coerce(v, typing.get_args(tp)[0], where) for v in value]
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} = {value!r}: expected a number")
+            raise ConfigError(f"{where} = {_show(value)}: expected a number")
+        _finite(value, where)
         return float(value)
     if tp is int:
+        _finite(value, where)
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"{where} = {value!r}: expected an integer")
+            raise ConfigError(f"{where} = {_show(value)}: expected an integer")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: expected true or false")
+            raise ConfigError(f"{where} = {_show(value)}: expected true or false")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r}: expected a string")
+            raise ConfigError(f"{where} = {_show(value)}: expected a string")
         return value
     raise TypeError(f"unsupported annotation {tp}")  # pragma: no cover - programming error
 
 
 def _from_dict(cls: type, data: Any, prefix: str, source: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {data!r}")
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
         where = f"{source}: {prefix}{key}"
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: key {_show(key)} under {prefix.rstrip('.') or 'the top level'} is not a "
+                              f"name; keys are strings like {names[0]}")
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (allowed: {', '.join(names)})"
@@ -187,7 +206,7 @@ def _parse_override(text: str, source: str) -> tuple[list[str], Any]:
         raise ConfigError(f"{source}: override '{text}' must look like key.sub=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = yaml.load(raw, Loader=YAMLLoader) if raw != "" else None
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -210,20 +229,50 @@ def get_dotted(cfg: ExperimentConfig | dict, dotted: str) -> Any:
     return node
 
 
+# PyYAML resolves YAML 1.1, where `3e-4` and `1e6` are strings (1.1 floats need a dot). Configs, dotted
+# overrides and sweep files are read with YAML 1.2's float rule instead (YAML 1.2 spec, 10.3.2 "Core
+# Schema"): an exponent alone makes a float. Ints, booleans and nulls keep PyYAML's rules.
+_FLOAT_12 = re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?
+                          |[-+]?[0-9]+[eE][-+]?[0-9]+
+                          |[-+]?\.(?:inf|Inf|INF)
+                          |\.(?:nan|NaN|NAN))$""", re.X)
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class YAMLLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 floats (``3e-4`` is 0.0003, ``1e6`` is 1000000.0)."""
+
+
+YAMLLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+YAMLLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_12, list("-+0123456789."))
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file holding a mapping (YAML 1.2 floats); every way it can be wrong is a one-line ConfigError."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                          f"save the file as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=YAMLLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections")
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {_show(data)}")
     return data
 
 
@@ -248,7 +297,11 @@ def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = data.pop("base", None)
     if base is None:
         return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base = {_show(base)}: must name another experiment file, e.g. seed.yaml")
     base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base = {base!r}: no such config file ({base_path})")
     if base_path in seen:
         raise ConfigError(f"{path}: base '{base}' makes a cycle")
     merged = _read_with_base(base_path, seen + (path.resolve(),))
@@ -338,6 +391,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
     _choice(f"{source}: train.precision", t.precision, ["auto", "fp32", "bf16"])
     if t.grid_every < 0:
         raise bad("train.grid_every", t.grid_every, "must be >= 0")
+    if not 0 <= t.seed < 2**63:
+        raise bad("train.seed", t.seed, "must lie in 0..2**63-1")
     if t.sample_chunk is not None and t.sample_chunk < 1:
         raise bad("train.sample_chunk", t.sample_chunk, "must be >= 1 or null (64 on a CPU, whole batch on a GPU)")
     _choice(f"{source}: sample.sampler", s.sampler, sorted(SAMPLERS))

@@ -107,6 +107,25 @@ def load_split(dataset: str, split: str, root: Optional[str] = None) -> tuple[to
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
+def check_model_fits(cfg) -> None:
+    """``model.*`` must match the dataset: image size, channels, and at least as many classes as labels."""
+    from ddpm.errors import ConfigError
+
+    d, m = cfg.data, cfg.model
+    images, labels = load_split(d.dataset, "test", d.root)
+    _, channels, height, width = images.shape
+    n_labels = int(labels.max()) + 1 if len(labels) else 0
+    if m.image_size != height or height != width:
+        raise ConfigError(f"model.image_size = {m.image_size}: {d.dataset} images are {height}x{width}; "
+                          f"set model.image_size={height}")
+    if m.in_channels != channels:
+        raise ConfigError(f"model.in_channels = {m.in_channels}: {d.dataset} images have {channels} channel(s); "
+                          f"set model.in_channels={channels}")
+    if m.num_classes < n_labels:
+        raise ConfigError(f"model.num_classes = {m.num_classes}: {d.dataset} has labels 0..{n_labels - 1}; "
+                          f"set model.num_classes >= {n_labels}")
+
+
 def dataset_fingerprint(dataset: str) -> str:
     """A short id of the dataset's content (its checksums), used to key caches such as the eval classifier."""
     spec = DATASETS[dataset]

@@ -53,12 +53,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        raise
+        raise _with_path(e, path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -77,10 +77,20 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
     """Append one JSON line and fsync, so metrics survive a kill -9."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(obj, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(obj, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _with_path(e, path)
+
+
+def _with_path(e: BaseException, path: Path) -> BaseException:
+    """A write error without a file name (ENOSPC on write/fsync) gets the target's, so its message names it."""
+    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+        return OSError(e.errno, e.strerror, str(path))
+    return e
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

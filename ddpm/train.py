@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional
 import torch
 
 from ddpm import data as data_mod
-from ddpm.checkpoint import load_checkpoint, save_checkpoint
+from ddpm.checkpoint import RESUME_KEYS, load_checkpoint, save_checkpoint, validate_checkpoint
 from ddpm.config import ExperimentConfig, config_from_dict, save_config
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.errors import ConfigError, TrainingDiverged
@@ -100,7 +100,7 @@ def _resume_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Optional[dict]:
     starting again would write epoch 1 a second time and overwrite the real best.pt."""
     last = run_dir / "checkpoints" / "last.pt"
     if last.is_file():
-        ckpt = load_checkpoint(last)
+        ckpt = validate_checkpoint(load_checkpoint(last), RESUME_KEYS)
         _check_resume_config(cfg, ckpt["config"], str(last))
         return ckpt
     rows = read_jsonl(run_dir / "metrics.jsonl")
@@ -242,6 +242,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     t, d = cfg.train, cfg.data
     device = resolve_device(t.device)
+    data_mod.check_model_fits(cfg)  # before anything is written: a model the data cannot feed is a ConfigError
     seed_everything(t.seed)
     amp_dtype, mem = autocast_dtype(t, device), memory_format(t)
 

@@ -7,7 +7,9 @@ every module here, so adding a command is one new file.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import math
 import os
 import pkgutil
 import re
@@ -21,6 +23,55 @@ COMMANDS: dict[str, type["Command"]] = {}
 # `--omega -1,0,0.5` must read as a value, not an option: argparse only takes plain negative numbers
 # as values, so every subcommand's matcher is widened to comma-separated lists of numbers.
 _NEGATIVE_LIST = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(,[-+]?\d*\.?\d*([eE][-+]?\d+)?)*$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``ddpm <cmd>: error: <what>`` (the usage text stays in ``--help``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = message.replace("\n", " ")
+        self.exit(2, f"{self.prog}: error: {msg} (see {self.prog} --help)\n")
+
+
+def number(low: Optional[float] = None, high: Optional[float] = None, integer: bool = False,
+           low_open: bool = False):
+    """An argparse ``type=``: a finite number in [low, high] (``(low, high]`` with ``low_open``).
+
+    Integers accept integral spellings such as ``1e3``; NaN, infinities and out-of-range values are a
+    one-line error naming the flag (argparse adds it), the value and what is allowed."""
+    kind = "an integer" if integer else "a number"
+    bounds = []
+    show = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}")
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {show(low)}")
+    if high is not None:
+        bounds.append(f"<= {show(high)}")
+    allowed = f"{kind}{' ' + ' and '.join(bounds) if bounds else ''}"
+
+    def parse(text: str) -> float | int:
+        try:
+            value: float | int = int(text) if integer else float(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: not a finite number; expected {allowed}")
+        if integer:
+            if not float(value).is_integer():
+                raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}")
+            value = int(value)
+        if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}")
+        return value
+
+    parse.__name__ = kind
+    return parse
+
+
+# torch's allocation failures: CPU ("can't allocate memory"), CUDA (torch.OutOfMemoryError: "out of memory")
+_OOM = ("can't allocate memory", "out of memory")
 
 
 def register_command(name: str):
@@ -48,16 +99,18 @@ def _load_commands() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     _load_commands()
-    parser = argparse.ArgumentParser(prog="ddpm", description="Class-conditional DDPM training, sampling, "
+    parser = _Parser(prog="ddpm", description="Class-conditional DDPM training, sampling, "
                                      "evaluation and Optuna sweeps tracked in W&B.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    parser.commands = {}  # type: ignore[attr-defined]
     for name in sorted(COMMANDS):
         cls = COMMANDS[name]
         doc = (cls.__doc__ or "").strip()
         p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p._negative_number_matcher = _NEGATIVE_LIST  # type: ignore[attr-defined]
+        parser.commands[name] = p  # type: ignore[attr-defined]
         cmd = cls()
         cmd.add_arguments(p)
         p.set_defaults(_cmd=cmd)
@@ -66,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's parser: `ddpm train: error: unrecognized arguments: ...`
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
         return int(args._cmd.take_action(args) or 0)
     except DDPMError as e:
@@ -76,8 +131,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"ddpm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ddpm trials x | head`: the reader left; nothing to report
+        sys.stdout = open(os.devnull, "w")
+        return 141
+    except OSError as e:  # a file where a folder is expected, no permission, disk full, ...
+        print(f"ddpm {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:  # a model/batch/T the machine cannot hold; other errors stay loud
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if not isinstance(e, MemoryError) and not any(w in text.lower() for w in _OOM):
+            raise
+        print(f"ddpm {args.command}: error: out of memory ({text[:200]}); lower model.num_feat, "
+              f"train.batch_size, diffusion.T or --n", file=sys.stderr)
+        return 1
     finally:
         sys.stdout.flush()
+
+
+def os_error_text(e: OSError) -> str:
+    """``<path>: <strerror>`` (both paths of a rename) on one line, for any OSError."""
+    reason = e.strerror or (errno.errorcode.get(e.errno, "") if e.errno else "") or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    text = f"{' -> '.join(paths)}: {reason}" if paths else reason
+    return text.replace("\n", " ")
 
 
 def entry() -> None:  # console_scripts entry point

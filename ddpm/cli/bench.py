@@ -5,7 +5,7 @@ import argparse
 from datetime import date
 from pathlib import Path
 
-from ddpm.cli import Command, register_command
+from ddpm.cli import Command, number, register_command
 from ddpm.errors import ConfigError
 
 
@@ -38,23 +38,23 @@ class Bench(Command):
         p.add_argument("--quick", action="store_true",
                        help="batch 64, 2 timed steps, 2 sampling steps, 128 test images (a smoke run); "
                             "data.test_limit=N sets the parity's test images")
-        p.add_argument("--batch-size", type=int, help="training batch (default 256; 64 with --quick)")
-        p.add_argument("--train-steps", type=int, help="optimiser steps per timed epoch (default 3)")
-        p.add_argument("--repeats", type=int, default=1, help="timed epochs per path and width (default 1)")
-        p.add_argument("--sample-steps", type=int, help="timed sampling steps per path and width (default 3)")
-        p.add_argument("--grid-images", type=int, default=100, help="images of the guided grid (default 100)")
+        p.add_argument("--batch-size", type=number(1, integer=True), help="training batch (default 256; 64 with --quick)")
+        p.add_argument("--train-steps", type=number(1, integer=True), help="optimiser steps per timed epoch (default 3)")
+        p.add_argument("--repeats", type=number(1, integer=True), default=1, help="timed epochs per path and width (default 1)")
+        p.add_argument("--sample-steps", type=number(1, integer=True), help="timed sampling steps per path and width (default 3)")
+        p.add_argument("--grid-images", type=number(1, integer=True), default=100, help="images of the guided grid (default 100)")
         p.add_argument("--fast-sampler", default="ddpm", help="the fast path's grid sampler (default ddpm)")
-        p.add_argument("--fast-steps", type=int, default=50, help="the fast path's grid steps (default 50)")
-        p.add_argument("--fast-eta", type=float, default=0.0, help="DDIM eta of the fast grid (default 0)")
+        p.add_argument("--fast-steps", type=number(1, integer=True), default=50, help="the fast path's grid steps (default 50)")
+        p.add_argument("--fast-eta", type=number(0), default=0.0, help="DDIM eta of the fast grid (default 0)")
         p.add_argument("--full-grid", action="store_true", help="time whole grids, not s/step x steps")
         p.add_argument("--cuda-graphs", action="store_true", help="fast sampling through a CUDA graph (CUDA only)")
-        p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-        p.add_argument("--ablate", type=int, metavar="WIDTH", help="also time each fast-path knob at WIDTH")
+        p.add_argument("--threads", type=number(1, integer=True), help="torch.set_num_threads (default: torch's choice)")
+        p.add_argument("--ablate", type=number(1, integer=True), metavar="WIDTH", help="also time each fast-path knob at WIDTH")
         p.add_argument("--checkpoint", help="trained run folder or .pt: add the quality-against-steps curve")
-        p.add_argument("--quality-n", type=int, default=200, help="samples per quality setting (default 200)")
+        p.add_argument("--quality-n", type=number(1, integer=True), default=200, help="samples per quality setting (default 200)")
         p.add_argument("--quality-settings", help="sampler:steps[:eta] list for the quality curve (default: "
                        "ddpm:T, ddpm 10/25/50, ddim eta 0 and 1 at 10/25/50), e.g. ddpm:T,ddim:10:1")
-        p.add_argument("--omega", type=float, default=2.0, help="guidance weight of the quality curve")
+        p.add_argument("--omega", type=number(), default=2.0, help="guidance weight of the quality curve")
         p.add_argument("--merge", nargs="+", metavar="JSON",
                        help="measure nothing: merge earlier bench JSON files (rows, ablation, quality) into --out")
         p.add_argument("--out", help="JSON path (default reports/benchmarks/<device>-<date>.json); "

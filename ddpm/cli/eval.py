@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ddpm.cli import Command, register_command
+from ddpm.cli import Command, number, register_command
+from ddpm.runtime import SEED_MAX
 from ddpm.cli.sample import parse_floats
 from ddpm.errors import ConfigError
 
@@ -22,7 +23,7 @@ def train_classifier_action(dataset: str, root: str | None, device: str, force: 
     path = classifier_path(dataset)
     if force and path.is_file():
         path.unlink()
-    clf = get_classifier(dataset, root, resolve_device(device))
+    clf = get_classifier(dataset, root, resolve_device(device, "--device"))
     console.print(f"{dataset} evaluation classifier: {path} (test accuracy {clf.test_accuracy:.2%})")
     print(f"{clf.test_accuracy:.4f}")
     return 0
@@ -43,15 +44,15 @@ class Eval(Command):
         p.add_argument("checkpoint", help=f"a .pt checkpoint or a run folder; or `{TRAIN_CLASSIFIER}`")
         p.add_argument("--omega", default="-1,0,0.5,1,2,5,10",
                        help="comma-separated guidance weights (default: the seed's -1,0,0.5,1,2,5,10)")
-        p.add_argument("--n", type=int, default=1000, help="samples per omega, labels cycling 0..9 (default 1000)")
+        p.add_argument("--n", type=number(1, integer=True), default=1000, help="samples per omega, labels cycling 0..9 (default 1000)")
         p.add_argument("--sampler", default=None, help="ddpm or ddim (default: the config's)")
-        p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's, else T)")
-        p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the config's)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--steps", type=number(1, integer=True), default=None, help="sampling steps (default: the config's, else T)")
+        p.add_argument("--eta", type=number(0), default=None, help="DDIM eta (default: the config's)")
+        p.add_argument("--seed", type=number(0, SEED_MAX, integer=True), default=0)
         p.add_argument("--split", choices=("test", "val"), default="test",
                        help="reference split: test (final numbers, default) or val (the validation split)")
         p.add_argument("--device", default="auto")
-        p.add_argument("--batch-size", type=int, default=500, help="images sampled at once (default 500)")
+        p.add_argument("--batch-size", type=number(1, integer=True), default=500, help="images sampled at once (default 500)")
         p.add_argument("--out", default=None, help="output folder (default: <run>/eval)")
         p.add_argument("--dataset", default="mnist", help=f"with {TRAIN_CLASSIFIER}: the dataset (default mnist)")
         p.add_argument("--data-root", default=None, help=f"with {TRAIN_CLASSIFIER}: folder of the IDX files")
@@ -70,7 +71,7 @@ class Eval(Command):
         from ddpm.evaluation import evaluate_guidance, get_classifier
         from ddpm.runtime import resolve_device
 
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, "--device")
         model, cfg, ckpt = load_model(args.checkpoint, device)
         if args.steps is not None and not 1 <= args.steps <= cfg.diffusion.T:
             raise ConfigError(f"--steps {args.steps}: must lie in 1..{cfg.diffusion.T} (the model's T)")

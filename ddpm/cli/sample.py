@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ddpm.cli import Command, register_command
+import math
+
+from ddpm.cli import Command, number, register_command
+from ddpm.runtime import SEED_MAX
 from ddpm.errors import ConfigError
 
 
@@ -15,6 +18,9 @@ def parse_floats(text: str, flag: str) -> list[float]:
         raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0,0.5,2") from None
     if not values:
         raise ConfigError(f"{flag} {text!r}: give at least one number")
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"{flag} {text!r}: {bad[0]} is not a finite number; give finite weights, e.g. 0,0.5,2")
     return values
 
 
@@ -38,12 +44,12 @@ class Sample(Command):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("checkpoint", help="a .pt checkpoint or a run folder (uses checkpoints/best.pt)")
         p.add_argument("--omega", default=None, help="comma-separated guidance weights (default: the config's)")
-        p.add_argument("--n", type=int, default=100, help="images per omega (default 100)")
+        p.add_argument("--n", type=number(1, integer=True), default=100, help="images per omega (default 100)")
         p.add_argument("--labels", default=None, help="comma-separated labels, repeated to --n")
         p.add_argument("--sampler", default=None, help="ddpm (Algorithm 2) or ddim (default: the config's)")
-        p.add_argument("--steps", type=int, default=None, help="sampling steps (default: T)")
-        p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the config's)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--steps", type=number(1, integer=True), default=None, help="sampling steps (default: T)")
+        p.add_argument("--eta", type=number(0), default=None, help="DDIM eta (default: the config's)")
+        p.add_argument("--seed", type=number(0, SEED_MAX, integer=True), default=0)
         p.add_argument("--device", default="auto")
         p.add_argument("--out", default=None, help="output folder (default: <run>/samples)")
 
@@ -60,7 +66,7 @@ class Sample(Command):
 
         if args.n < 1:
             raise ConfigError(f"--n {args.n}: must be >= 1")
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, "--device")
         model, cfg, ckpt = load_model(args.checkpoint, device)
         omegas = parse_floats(args.omega, "--omega") if args.omega else [cfg.sample.omega]
         steps = args.steps if args.steps is not None else cfg.sample.steps

@@ -6,15 +6,15 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from ddpm.cli import Command, register_command
+from ddpm.cli import Command, number, register_command
 from ddpm.errors import ConfigError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="storage URL: sqlite:///file.db (default runs/<study>/study.db), "
                    "postgresql://user:pw@host/db, journal:path.log")
-    p.add_argument("--n-trials", type=int, help="override the sweep's n_trials (the study's total)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--n-trials", type=number(1, integer=True), help="override the sweep's n_trials (the study's total)")
+    p.add_argument("--timeout", type=number(0, low_open=True), help="stop starting trials after this many seconds")
     p.add_argument("--no-wandb", action="store_true", help="same as tracking.wandb=disabled for every trial")
 
 
@@ -41,16 +41,16 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("sweep", help="sweep YAML (sweeps/*.yaml)")
         _add_common(p)
-        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+        p.add_argument("--workers", type=number(1, integer=True), default=1, help="worker processes on this machine (default 1)")
         p.add_argument("--no-report", action="store_true", help="skip the report even if the sweep asks for one")
-        p.add_argument("--threads", type=int, help="torch CPU threads per worker (default: cores / workers)")
+        p.add_argument("--threads", type=number(1, integer=True), help="torch CPU threads per worker (default: cores / workers)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         import time
 
         from ddpm.progress import console
         from ddpm.sweeps.runner import run_study, storage_url
-        from ddpm.sweeps.storage import redact_url
+        from ddpm.sweeps.storage import reading, redact_url
 
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: must be >= 1")
@@ -63,13 +63,15 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         extra = ("--no-wandb",) if args.no_wandb else ()
         start = time.time()
         try:
-            study = run_study(spec, url, workers=args.workers, n_trials=args.n_trials, timeout=args.timeout,
-                              extra_worker_args=extra, threads=args.threads)
+            with reading(url):
+                study = run_study(spec, url, workers=args.workers, n_trials=args.n_trials, timeout=args.timeout,
+                                  extra_worker_args=extra, threads=args.threads)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted: the study is saved in {redact_url(url)}; run "
                           f"`ddpm sweep {args.sweep}` again to resume it[/]", soft_wrap=True)
             return 130
-        print_trials(study, title=f"study {spec.study}  ({time.time() - start:.0f}s)")
+        with reading(url):
+            print_trials(study, title=f"study {spec.study}  ({time.time() - start:.0f}s)")
         _log_study(study, spec, console)
         why = no_trial_completed(study, spec.storage)
         if why:
@@ -133,11 +135,12 @@ The URL may also come from the DDPM_SWEEP_STORAGE environment variable (keeps th
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("sweep", help="sweep YAML (the same file the study was started from)")
         _add_common(p)
-        p.add_argument("--threads", type=int, help="torch CPU threads for this worker")
-        p.add_argument("--worker-id", type=int, help=argparse.SUPPRESS)
+        p.add_argument("--threads", type=number(1, integer=True), help="torch CPU threads for this worker")
+        p.add_argument("--worker-id", type=number(0, integer=True), help=argparse.SUPPRESS)
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ddpm.sweeps.runner import STORAGE_ENV, run_worker, storage_url
+        from ddpm.sweeps.storage import reading
 
         if args.threads:
             import torch
@@ -146,7 +149,8 @@ The URL may also come from the DDPM_SWEEP_STORAGE environment variable (keeps th
         spec = _load(args, storage=args.storage or os.environ.get(STORAGE_ENV))
         try:
             worker = int(args.worker_id) if args.worker_id is not None else None
-            run_worker(spec, storage_url(spec), n_trials=args.n_trials, timeout=args.timeout, worker=worker)
+            with reading(storage_url(spec)):
+                run_worker(spec, storage_url(spec), n_trials=args.n_trials, timeout=args.timeout, worker=worker)
         except KeyboardInterrupt:
             return 130
         return 0
@@ -173,7 +177,7 @@ class Studies(Command):
         from rich.table import Table
 
         from ddpm.progress import console
-        from ddpm.sweeps.storage import open_storage_readonly, redact_url
+        from ddpm.sweeps.storage import open_storage_readonly, reading, redact_url
 
         urls = _study_storages(args.storage, args.out_dir)
         if not urls:
@@ -185,14 +189,15 @@ class Studies(Command):
         TS = optuna.trial.TrialState
         for url in urls:
             storage = open_storage_readonly(url)
-            for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
-                study = optuna.load_study(study_name=s.study_name, storage=storage)
-                trials = study.get_trials(deepcopy=False)
-                counts = [(sum(t.state == st for t in trials), st.name.lower())
-                          for st in (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING, TS.WAITING)]
-                table.add_row(s.study_name, ", ".join(f"{n} {name}" for n, name in counts if n) or "none",
-                              _best(study), f"{s.datetime_start:%Y-%m-%d %H:%M}" if s.datetime_start else "-",
-                              redact_url(url))
+            with reading(url):
+                for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+                    study = optuna.load_study(study_name=s.study_name, storage=storage)
+                    trials = study.get_trials(deepcopy=False)
+                    counts = [(sum(t.state == st for t in trials), st.name.lower())
+                              for st in (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING, TS.WAITING)]
+                    table.add_row(s.study_name, ", ".join(f"{n} {name}" for n, name in counts if n) or "none",
+                                  _best(study), f"{s.datetime_start:%Y-%m-%d %H:%M}" if s.datetime_start else "-",
+                                  redact_url(url))
         console.print(table)
         return 0
 
@@ -292,16 +297,17 @@ class Trials(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         import optuna
 
-        from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, redact_url
+        from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, reading, redact_url
 
         url = args.storage or default_storage_url(args.out_dir, args.study)
         if not args.storage and not Path(url.split(":///", 1)[1]).is_file():
             raise ConfigError(f"no study {args.study!r} under {args.out_dir}/ (no {url.split(':///', 1)[1]}); "
                               f"pass --storage for studies stored elsewhere")
         storage = open_storage_readonly(url)
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-        if args.study not in names:
-            raise ConfigError(f"study {args.study!r} is not in {redact_url(url)}; studies there: "
-                              f"{', '.join(names) or 'none'}")
-        print_trials(optuna.load_study(study_name=args.study, storage=storage))
+        with reading(url):
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+            if args.study not in names:
+                raise ConfigError(f"study {args.study!r} is not in {redact_url(url)}; studies there: "
+                                  f"{', '.join(names) or 'none'}")
+            print_trials(optuna.load_study(study_name=args.study, storage=storage))
         return 0

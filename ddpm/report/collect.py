@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.redact import redact_url, secrets_of
-from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, scheme_of
+from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, reading, scheme_of
 
 
 class StudyNotFound(DDPMError):
@@ -76,10 +76,11 @@ def load_study(study_name: str, storage: Optional[str] = None) -> tuple[optuna.S
     """(study, storage URL); a missing study is a one-line ``StudyNotFound`` naming those present."""
     url = storage or default_storage(study_name)
     store = _open_storage(url, study_name)
-    names = [s.study_name for s in store.get_all_studies()]
-    if study_name not in names:
-        raise StudyNotFound(f"no study '{study_name}' in {redact_url(url)}{_studies_hint(sorted(names))}")
-    return optuna.load_study(study_name=study_name, storage=store), url
+    with reading(url):
+        names = [s.study_name for s in store.get_all_studies()]
+        if study_name not in names:
+            raise StudyNotFound(f"no study '{study_name}' in {redact_url(url)}{_studies_hint(sorted(names))}")
+        return optuna.load_study(study_name=study_name, storage=store), url
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,9 +268,10 @@ def _shown_path(raw: Any) -> Optional[str]:
 
 def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
     study, url = load_study(study_name, storage)
-    trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
-    spec = study.user_attrs.get("spec")
-    baseline = study.user_attrs.get("baseline_trial")
+    with reading(url):
+        trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
+        spec = study.user_attrs.get("spec")
+        baseline = study.user_attrs.get("baseline_trial")
     return StudyData(
         study=study, storage=redact_url(url), secrets=secrets_of(url),
         objectives=_objectives(study), trials=trials, spec=spec if isinstance(spec, dict) else {},

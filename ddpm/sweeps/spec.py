@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ddpm.config import ExperimentConfig, config_from_dict, get_dotted, load_config, read_yaml
+from ddpm.config import ExperimentConfig, _show, config_from_dict, get_dotted, load_config, read_yaml
 from ddpm.errors import ConfigError
 from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, ObjectiveMetric, PruneMetric
 from ddpm.sweeps.pruners import PRUNERS, check_pruner_kwargs
@@ -60,17 +60,39 @@ def _component(raw: dict[str, Any], key: str, default: dict[str, Any], registry:
     """``sampler:`` / ``pruner:`` as a name or a mapping {name, **options}: (registered name, checked options)."""
     v = raw.get(key, default)
     opts = {"name": v} if isinstance(v, str) else dict(_mapping(v, f"{src}: {key}"))
-    name = str(opts.pop("name", default["name"]))
-    if name not in registry:
-        raise ConfigError(f"{src}: {key}.name = {name!r}: unknown; valid: {', '.join(sorted(registry))}")
+    name = opts.pop("name", default["name"])
+    if not isinstance(name, str) or name not in registry:
+        raise ConfigError(f"{src}: {key}.name = {_show(name)}: unknown; valid: {', '.join(sorted(registry))}")
+    _finite_options(opts, f"{src}: {key}")
     check(name, opts, f"{src}: {key}")
     return name, opts
 
 
 def _number(value: Any, where: str, integer: bool = False) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
-        raise ConfigError(f"{where} = {value!r}: expected {'an integer' if integer else 'a number'}")
+    """A finite number (``1e6`` is accepted for an integer when integral); anything else is a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where} = {_show(value)}: expected {'an integer' if integer else 'a number'}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{where} = {value!r}: not a finite number; use a finite value")
+    if integer and not float(value).is_integer():
+        raise ConfigError(f"{where} = {value!r}: expected an integer")
     return int(value) if integer else float(value)
+
+
+def _name(value: Any, where: str, registry: Any) -> str:
+    """A registered name: anything else (a list, a mapping, a number, an unknown string) is a ConfigError."""
+    if not isinstance(value, str) or value not in registry:
+        raise ConfigError(f"{where} = {_show(value)}: unknown; valid: {', '.join(registry)}")
+    return value
+
+
+def _finite_options(opts: dict[str, Any], where: str) -> None:
+    """Sampler/pruner options: Optuna takes them as given, so NaN/inf (or a non-string key) are refused here."""
+    for k, v in opts.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"{where}: option {_show(k)} is not a name")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}.{k} = {v!r}: not a finite number; use a finite value")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,8 +209,8 @@ def parse_distribution(value: Any, where: str, earlier: Optional[dict[str, Distr
         value = {"type": "categorical", "choices": value}
     d = _mapping(value, where)
     kind = d.get("type")
-    if kind not in DIST_KEYS:
-        raise ConfigError(f"{where}.type = {kind!r}: must be one of {', '.join(DIST_KEYS)}")
+    if not isinstance(kind, str) or kind not in DIST_KEYS:
+        raise ConfigError(f"{where}.type = {_show(kind)}: must be one of {', '.join(DIST_KEYS)}")
     for k in d:
         if k not in DIST_KEYS[kind]:
             raise _unknown(where, k, DIST_KEYS[kind])
@@ -199,7 +221,9 @@ def parse_distribution(value: Any, where: str, earlier: Optional[dict[str, Distr
             raise ConfigError(f"{where}.choices = {choices!r}: must be a non-empty list")
         for c in choices:
             if c is not None and not isinstance(c, (bool, int, float, str)):
-                raise ConfigError(f"{where}.choices: {c!r} is not a scalar (number, string, bool or null)")
+                raise ConfigError(f"{where}.choices: {_show(c)} is not a scalar (number, string, bool or null)")
+            if isinstance(c, float) and not math.isfinite(c):
+                raise ConfigError(f"{where}.choices: {c!r} is not a finite number; use finite values")
         if len(set(map(repr, choices))) != len(choices):
             raise ConfigError(f"{where}.choices = {choices!r}: has duplicates")
         return Distribution("categorical", choices=tuple(choices), when=when)
@@ -368,7 +392,10 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
         space[str(k)] = parse_distribution(v, f"{src}: space.{k}", earlier=dict(space))
 
     spec = SweepSpec(study=study, path=path, base=base, space=space, overrides=dict(overrides))
-    spec.description = str(raw.get("description") or "")
+    desc = raw.get("description") or ""
+    if not isinstance(desc, (str, int, float)):
+        raise ConfigError(f"{src}: description = {_show(desc)}: must be text")
+    spec.description = str(desc)
 
     # the base + overrides must be a valid config before any trial runs
     try:
@@ -397,16 +424,18 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
             if gs.n < 1:
                 raise ConfigError(f"{src}: guidance.n = {gs.n}: must be >= 1")
         from ddpm.samplers import SAMPLERS as IMAGE_SAMPLERS
-        gs.sampler = str(gd.get("sampler", gs.sampler))
-        if gs.sampler not in IMAGE_SAMPLERS:
-            raise ConfigError(f"{src}: guidance.sampler = {gs.sampler!r}: unknown; valid: {', '.join(sorted(IMAGE_SAMPLERS))}")
+        gs.sampler = _name(gd.get("sampler", gs.sampler), f"{src}: guidance.sampler", sorted(IMAGE_SAMPLERS))
         if "steps" in gd:
             gs.steps = None if gd["steps"] is None else int(_number(gd["steps"], f"{src}: guidance.steps", True))
         if "eta" in gd:
             gs.eta = float(_number(gd["eta"], f"{src}: guidance.eta"))
+            if gs.eta < 0:
+                raise ConfigError(f"{src}: guidance.eta = {gs.eta}: must be >= 0 (DDIM stochasticity)")
         if "seed" in gd:
             gs.seed = int(_number(gd["seed"], f"{src}: guidance.seed", True))
         gs.select = gd.get("select")
+        if gs.select is not None and not isinstance(gs.select, str):
+            raise ConfigError(f"{src}: guidance.select = {_show(gs.select)}: must be a metric name")
         spec.guidance = gs
 
     # objectives
@@ -421,13 +450,11 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
         for k in od:
             if k not in ("metric", "direction"):
                 raise _unknown(where, k, ("metric", "direction"))
-        name = od.get("metric")
-        if name not in OBJECTIVE_METRICS:
-            raise ConfigError(f"{where}.metric = {name!r}: unknown; valid: {', '.join(OBJECTIVE_METRICS)}")
+        name = _name(od.get("metric"), f"{where}.metric", list(OBJECTIVE_METRICS))
         metric = OBJECTIVE_METRICS[name]
         direction = od.get("direction", metric.direction)
-        if direction not in DIRECTIONS:
-            raise ConfigError(f"{where}.direction = {direction!r}: must be minimize or maximize")
+        if not isinstance(direction, str) or direction not in DIRECTIONS:
+            raise ConfigError(f"{where}.direction = {_show(direction)}: must be minimize or maximize")
         if metric.needs_guidance and spec.guidance is None:
             raise ConfigError(f"{where}.metric = {name!r} is read from the guidance grid, but guidance is null")
         if any(m.name == name for m, _ in spec.objectives):
@@ -499,10 +526,10 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
     for i, e in enumerate(enq):
         ed = _mapping(e, f"{src}: enqueue[{i}]")
         for k, v in ed.items():
-            if k not in space:
+            if not isinstance(k, str) or k not in space:
                 raise _unknown(f"{src}: enqueue[{i}]", k, list(space))
             if not space[k].contains(v):
-                raise ConfigError(f"{src}: enqueue[{i}].{k} = {v!r}: outside the space ({space[k].describe()})")
+                raise ConfigError(f"{src}: enqueue[{i}].{k} = {_show(v)}: outside the space ({space[k].describe()})")
             given = {c: ed[c] for c, _ in space[k].when if c in ed}  # conditions the entry fixes itself
             if not space[k].active({**{c: vals[0] for c, vals in space[k].when}, **given}):
                 raise ConfigError(f"{src}: enqueue[{i}].{k}: not searched here ({space[k].describe_when()}, but "
@@ -516,7 +543,7 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
 
     hb = _mapping(raw.get("heartbeat"), f"{src}: heartbeat")
     for k, v in hb.items():
-        if k not in HeartbeatSpec.__dataclass_fields__:
+        if not isinstance(k, str) or k not in HeartbeatSpec.__dataclass_fields__:
             raise _unknown(f"{src}: heartbeat", k, tuple(HeartbeatSpec.__dataclass_fields__))
         value = int(_number(v, f"{src}: heartbeat.{k}", True))
         if value < (0 if k == "max_retry" else 1):
@@ -573,9 +600,7 @@ def _parse_prune(value: Any, spec: SweepSpec, src: str) -> PruneSpec:
         if k not in allowed:
             raise _unknown(f"{src}: prune_on", k, allowed)
     ps = PruneSpec()
-    name = pd.get("metric", ps.metric)
-    if name not in PRUNE_METRICS:
-        raise ConfigError(f"{src}: prune_on = {name!r}: unknown; valid: {', '.join(PRUNE_METRICS)}")
+    name = _name(pd.get("metric", ps.metric), f"{src}: prune_on", list(PRUNE_METRICS))
     metric: PruneMetric = PRUNE_METRICS[name]
     if metric.direction != direction:
         same = [m for m, v in PRUNE_METRICS.items() if v.direction == direction]

@@ -14,11 +14,13 @@ A URL's password is never printed or stored: see :func:`redact_url`.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import optuna
 from optuna.storages import BaseStorage
@@ -87,8 +89,33 @@ def _sqlite(url: str, heartbeat: Optional[Heartbeat]) -> BaseStorage:
         raise StorageError(f"storage {url!r}: a SQLite URL looks like sqlite:///runs/study.db (three slashes)")
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(url, Path(path.split("?", 1)[0]))
     # wait for the write lock (seconds) rather than failing when several workers write at once
     return _rdb(url, {"connect_args": {"timeout": 60}}, heartbeat)
+
+
+def _check_sqlite_file(url: str, path: Path) -> None:
+    """SQLite finds a damaged page only when a query reaches it, possibly after Optuna has written to the
+    file: an existing file is checked first (``PRAGMA quick_check``, opened read-only so it is never
+    modified; milliseconds for a study's few MB). A file SQLite cannot open for other reasons is left to
+    the normal path."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+    except sqlite3.Error:
+        return
+    try:
+        rows = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        if any(w in str(e).lower() for w in _CORRUPT):
+            raise StorageError(_unreadable(url, e)) from None
+        return
+    finally:
+        con.close()
+    problems = [r[0] for r in rows if r and r[0] != "ok"]
+    if problems:
+        raise StorageError(_unreadable(url, sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")))
 
 
 @register_storage("postgresql")
@@ -124,6 +151,9 @@ def open_storage(url: str, heartbeat: Optional[Heartbeat] = None) -> BaseStorage
     except StorageError:
         raise
     except Exception as e:  # sqlalchemy OperationalError, psycopg errors, OSError, ...
+        db = _database_error(e)
+        if db is not None and any(w in _first_line(db, url).lower() for w in _CORRUPT):
+            raise StorageError(_unreadable(url, e)) from None
         raise StorageError(f"storage {redact_url(url)!r} is unreachable: {_first_line(e, url)}") from None
 
 
@@ -167,6 +197,47 @@ def open_storage_readonly(url: str) -> BaseStorage:
             raise StorageError(f"storage {redact_url(url)!r}: {file} holds no Optuna study tables "
                                f"(left unchanged)") from None
         raise StorageError(f"storage {redact_url(url)!r} cannot be read: {_first_line(e, url)}") from None
+
+
+# SQLite's words for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB)
+_CORRUPT = ("malformed", "not a database", "corrupt", "encrypted")
+
+
+def _database_error(e: BaseException) -> Optional[BaseException]:
+    """The database driver's error behind ``e`` (Optuna wraps it in StorageInternalError), if any."""
+    import sqlalchemy.exc
+
+    seen = 0
+    cur: Optional[BaseException] = e
+    while cur is not None and seen < 8:
+        if isinstance(cur, (sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError)):
+            return cur
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return None
+
+
+def _unreadable(url: str, e: BaseException) -> str:
+    db = _database_error(e) or e
+    line = _first_line(db, url)
+    if scheme_of(url) == "sqlite" and any(w in line.lower() for w in _CORRUPT):
+        path = url.split(":///", 1)[1] if ":///" in url else url
+        return (f"storage {redact_url(url)!r}: {path} is corrupt or not a SQLite database ({line}); "
+                f"it was left untouched: restore it from a copy, or start the study under another name")
+    return f"storage {redact_url(url)!r} cannot be read: {line}"
+
+
+@contextlib.contextmanager
+def reading(url: str) -> Iterator[None]:
+    """Around calls that read a storage: SQLite reports a damaged file lazily, on the first query, so a
+    database error there becomes one StorageError line naming the file (the file is never written)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as e:
+        if _database_error(e) is None:
+            raise
+        raise StorageError(_unreadable(url, e)) from None
 
 
 def _first_line(e: BaseException, url: str) -> str:
