@@ -31,13 +31,14 @@ from typing import Any, Optional
 
 from ddpm.config import ExperimentConfig, _show, config_from_dict, get_dotted, load_config, read_yaml
 from ddpm.errors import ConfigError
+from ddpm.sweeps.confirm import ConfirmSpec, parse_confirm
 from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, ObjectiveMetric, PruneMetric
 from ddpm.sweeps.pruners import PRUNERS, check_pruner_kwargs
 from ddpm.sweeps.samplers import SAMPLERS, check_sampler_kwargs
 
 TOP_KEYS = ("study", "description", "base", "overrides", "space", "guidance", "objectives", "sampler",
             "pruner", "prune_on", "n_trials", "timeout", "enqueue_baseline", "enqueue", "storage",
-            "heartbeat", "out_dir", "report")
+            "heartbeat", "out_dir", "report", "confirm")
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -301,6 +302,7 @@ class SweepSpec:
     heartbeat: HeartbeatSpec = field(default_factory=HeartbeatSpec)
     out_dir: str = "runs"
     report: bool = False
+    confirm: Optional[ConfirmSpec] = None  # re-score the top trials on the test split after the study
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -561,6 +563,10 @@ def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
     if not isinstance(rep, bool):
         raise ConfigError(f"{src}: report = {rep!r}: expected true or false")
     spec.report = rep
+    spec.confirm = parse_confirm(raw.get("confirm"), src)
+    if spec.confirm is not None and not spec.objectives[0][0].needs_guidance:
+        raise ConfigError(f"{src}: confirm: the first objective ({spec.objectives[0][0].name}) is not read from the "
+                          f"guidance grid, so there is nothing to re-score; remove confirm or use fid/accuracy")
     spec.raw = copy.deepcopy(raw)
     return spec
 

@@ -1,0 +1,222 @@
+"""The confirmation stage: re-score a finished study's top trials on the held-out test split.
+
+A study selects on one sampling seed of a few hundred images scored against the validation split, so
+its winner is partly luck and its numbers are optimistic. A ``confirm:`` block in the sweep file::
+
+    confirm: {top_k: 3, n: 1000, seeds: 3}
+
+re-samples the ``top_k`` best completed trials (by the first objective) and the baseline trial at
+their selected guidance weight, ``n`` images per seed, ``seeds`` fresh sampling seeds (never the
+selection seed), scores them against the TEST split, and names the winner from those numbers.
+
+Per trial and metric the confirmed value is the mean over seeds; its interval is the mean's, with the
+per-seed bootstrap half-widths combined in quadrature (independent seeds: SE of a mean of k estimates
+= sqrt(sum SE_i^2) / k). The per-seed values are kept, so the seed-to-seed spread can be read beside
+the interval. Trial attributes are frozen once a trial finishes, so the results live in the study user
+attribute ``confirmation`` (and ``runs/<study>/confirmation.json``); rerunning skips trials already
+confirmed with the same settings.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ddpm.errors import ConfigError
+
+CONFIRM_SEED = 10_000        # confirmation seeds are CONFIRM_SEED + s: never the selection seed (guidance.seed)
+SPLIT = "test"               # the confirmation is the only stage that scores on the test split
+
+
+@dataclass
+class ConfirmSpec:
+    top_k: int = 3
+    n: int = 1000
+    seeds: int = 3
+    baseline: bool = True           # also confirm the baseline trial, so the verdict compares like with like
+
+    def settings(self) -> dict[str, Any]:
+        return {**asdict(self), "split": SPLIT}
+
+
+def parse_confirm(value: Any, src: str) -> Optional[ConfirmSpec]:
+    """The sweep file's ``confirm:`` block (None or false: no confirmation; true: the defaults)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ConfirmSpec()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{src}: confirm = {value!r}: must be a mapping like {{top_k: 3, n: 1000, seeds: 3}}")
+    spec = ConfirmSpec()
+    allowed = tuple(ConfirmSpec.__dataclass_fields__)
+    for key, v in value.items():
+        if key not in allowed:
+            raise ConfigError(f"{src}: confirm: unknown key '{key}' (allowed: {', '.join(allowed)})")
+        if key == "baseline":
+            if not isinstance(v, bool):
+                raise ConfigError(f"{src}: confirm.baseline = {v!r}: expected true or false")
+            spec.baseline = v
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < (2 if key == "n" else 1):
+            raise ConfigError(f"{src}: confirm.{key} = {v!r}: must be an integer >= {2 if key == 'n' else 1}")
+        setattr(spec, key, v)
+    return spec
+
+
+# ----------------------------------------------------------------------------------------------
+# which trials, and how their per-seed rows combine
+
+
+def _sign(direction: str) -> float:
+    return 1.0 if direction == "minimize" else -1.0
+
+
+def candidates(trials: list[FrozenTrial], directions: list[str], top_k: int,
+               baseline: Optional[int]) -> list[FrozenTrial]:
+    """The ``top_k`` completed trials by the first objective (ties: trial number), then the baseline."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values
+            and math.isfinite(t.values[0]) and t.user_attrs.get("run_dir")]
+    s = _sign(directions[0])
+    ranked = sorted(done, key=lambda t: (s * t.values[0], t.number))[:top_k]
+    if baseline is not None and all(t.number != baseline for t in ranked):
+        ranked += [t for t in done if t.number == baseline]
+    return ranked
+
+
+def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One confirmed row from per-seed guidance rows: mean per metric, interval of the mean (see module doc)."""
+    out: dict[str, Any] = {"omega": rows[0]["omega"], "n": rows[0].get("n"), "seeds": len(rows)}
+    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and not isinstance(rows[0][k], bool)
+            and not k.endswith(("_lo", "_hi")) and k not in ("omega", "n")]
+    for k in keys:
+        vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+        if len(vals) != len(rows):
+            continue
+        mean = sum(vals) / len(vals)
+        out[k] = mean
+        out[f"{k}_per_seed"] = vals
+        if all(isinstance(r.get(f"{k}_lo"), (int, float)) and isinstance(r.get(f"{k}_hi"), (int, float)) for r in rows):
+            half = math.sqrt(sum(((float(r[f"{k}_hi"]) - float(r[f"{k}_lo"])) / 2) ** 2 for r in rows)) / len(rows)
+            out[f"{k}_lo"], out[f"{k}_hi"] = mean - half, mean + half
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the stage
+
+
+def confirm_trial(trial: FrozenTrial, spec: Any, confirm: ConfirmSpec, device: Any = None,
+                  show_progress: bool = False) -> dict[str, Any]:
+    """Re-score one trial's best checkpoint at its selected omega on the test split (``seeds`` x ``n`` images)."""
+    from ddpm.checkpoint import load_model
+    from ddpm.evaluation import evaluate_guidance
+    from ddpm.runtime import resolve_device
+
+    g = spec.guidance
+    dev = resolve_device("auto") if device is None else device
+    model, cfg, ckpt = load_model(Path(trial.user_attrs["run_dir"]), dev)
+    omega = float(trial.user_attrs.get("best_omega", cfg.sample.omega))
+    rows = []
+    for s in range(confirm.seeds):
+        rows += evaluate_guidance(model, cfg, omegas=[omega], n=confirm.n, sampler=g.sampler, steps=g.steps,
+                                  eta=g.eta, device=dev, seed=CONFIRM_SEED + s, split=SPLIT,
+                                  show_progress=show_progress)
+    row = combine_seeds([_plain(r) for r in rows])
+    row["checkpoint"] = str(ckpt.get("path"))
+    return row
+
+
+def run_confirmation(study: optuna.Study, spec: Any, log: Callable[[str], None] = print,
+                     device: Any = None) -> Optional[dict[str, Any]]:
+    """Confirm the study's candidates (skipping those already confirmed with these settings); store and
+    return the study's ``confirmation`` record: settings, per-trial rows, ranking, winner, verdict."""
+    confirm: Optional[ConfirmSpec] = getattr(spec, "confirm", None)
+    if confirm is None:
+        return None
+    metric = spec.objectives[0][0]
+    if metric.row_key is None:
+        raise ConfigError(f"{spec.path}: confirm: the first objective ({metric.name}) is not read from the "
+                          f"guidance grid, so there is nothing to re-score")
+    directions = [d.name.lower() for d in study.directions]
+    baseline = study.user_attrs.get("baseline_trial")
+    baseline = int(baseline) if isinstance(baseline, (int, float)) else None
+    record = dict(study.user_attrs.get("confirmation") or {})
+    if record.get("settings") != confirm.settings():
+        record = {"settings": confirm.settings(), "trials": {}}
+    todo = candidates(study.get_trials(deepcopy=False), directions, confirm.top_k,
+                      baseline if confirm.baseline else None)
+    if not todo:
+        log("confirmation: no completed trial to confirm")
+        return None
+    for t in todo:
+        if str(t.number) in record["trials"]:
+            continue
+        log(f"confirming trial {t.number} on the {SPLIT} split: {confirm.seeds} seed(s) x {confirm.n} images "
+            f"at omega {t.user_attrs.get('best_omega')}")
+        record["trials"][str(t.number)] = confirm_trial(t, spec, confirm, device)
+        study.set_user_attr("confirmation", record)      # saved trial by trial: an interruption loses one
+    key, sign = metric.row_key, _sign(directions[0])
+    scored = [(int(n), r) for n, r in record["trials"].items() if isinstance(r.get(key), (int, float))]
+    scored.sort(key=lambda nr: (sign * nr[1][key], nr[0]))
+    record["metric"], record["direction"] = metric.name, directions[0]
+    record["ranking"] = [n for n, _ in scored]
+    record["winner"] = scored[0][0] if scored else None
+    record["baseline"] = baseline if confirm.baseline else None
+    record["verdict"] = confirmation_verdict(record)
+    study.set_user_attr("confirmation", record)
+    _write_json(spec, record)
+    log(record["verdict"])
+    return record
+
+
+def interval_of(row: dict[str, Any], key: str) -> Optional[tuple[float, float]]:
+    lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+        return float(lo), float(hi)
+    return None
+
+
+def confirmation_verdict(record: dict[str, Any]) -> str:
+    """One sentence: does the confirmed winner beat the baseline beyond noise on the test split?"""
+    metric, winner, baseline = record.get("metric"), record.get("winner"), record.get("baseline")
+    rows = record.get("trials", {})
+    if winner is None:
+        return "confirmation: no trial was confirmed"
+    w = rows[str(winner)]
+    where = (f"on the {SPLIT} split ({record['settings']['seeds']} seed(s) x {record['settings']['n']} images "
+             f"per trial)")
+    if baseline is None or str(baseline) not in rows:
+        return f"confirmation: trial {winner} is best {where}: {metric} {w[metric]:.3g}"
+    if int(baseline) == int(winner):
+        return f"confirmation: the baseline (trial {winner}) stays best {where}; no config beat it"
+    b = rows[str(baseline)]
+    diff = float(b[metric]) - float(w[metric])
+    if record.get("direction") == "maximize":
+        diff = -diff
+    iw, ib = interval_of(w, metric), interval_of(b, metric)
+    if iw is None or ib is None:
+        return (f"confirmation: trial {winner} beats the baseline (trial {baseline}) by {diff:.3g} {metric} {where}; "
+                f"no interval was recorded, so this may be noise")
+    half = math.hypot((iw[1] - iw[0]) / 2, (ib[1] - ib[0]) / 2)
+    if diff > half:
+        return (f"confirmation: trial {winner} beats the baseline (trial {baseline}) by {diff:.3g} +- {half:.2g} "
+                f"{metric} {where}")
+    return (f"confirmation: no config beat the baseline (trial {baseline}) beyond noise {where}: trial {winner} "
+            f"is ahead by {diff:.3g} +- {half:.2g} {metric}")
+
+
+def _write_json(spec: Any, record: dict[str, Any]) -> None:
+    from ddpm.io import atomic_write_json
+
+    try:
+        atomic_write_json(Path(spec.study_dir) / "confirmation.json", record)
+    except OSError:
+        pass  # the storage holds the record; the file is a convenience copy
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
