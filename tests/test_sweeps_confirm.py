@@ -1,12 +1,14 @@
 """The confirmation stage: parsing, which trials it re-scores, how seeds combine, the verdict in words."""
 from __future__ import annotations
 
+import json
 import math
 
 import optuna
 import pytest
 
 from ddpm.errors import ConfigError
+from test_sweeps_study import tiny_classifier  # noqa: F401  (fixture)
 from ddpm.sweeps.confirm import (ConfirmSpec, candidates, combine_seeds, confirmation_verdict, parse_confirm)
 
 
@@ -60,9 +62,56 @@ def _record(w: float, w_hw: float, b: float, b_hw: float, direction: str = "mini
 
 def test_verdict_beats_and_ties_in_words():
     beats = confirmation_verdict(_record(40.0, 3.0, 60.0, 4.0))
-    assert "trial 3 beats the baseline (trial 0) by 20 +- 5 fid" in beats and "test split" in beats
+    assert beats.startswith("confirmed on the test split (3 seed(s) x 1000 images per trial): ")
+    assert "trial 3 beats the baseline (trial 0) by 20 +- 5 FID" in beats
     tie = confirmation_verdict(_record(55.0, 3.0, 60.0, 4.0))
-    assert "no config beat the baseline (trial 0) beyond noise" in tie and "5 +- 5" in tie
+    assert "no config beat the baseline beyond noise" in tie and "5 +- 5 FID" in tie
     same = _record(40.0, 3.0, 60.0, 4.0)
     same["winner"] = 0
-    assert "the baseline (trial 0) stays best" in confirmation_verdict(same)
+    assert "no config beat the baseline: the baseline (trial 0) is best" in confirmation_verdict(same)
+
+
+@pytest.mark.slow
+def test_sweep_confirms_top_trial_and_baseline_on_the_test_split(tmp_path, tiny_classifier, monkeypatch, capsys):
+    """`ddpm sweep` with confirm: re-scores the best trial and the baseline on the test split with fresh seeds,
+    records it with the study, names the winner from those numbers, and the report shows both stages."""
+    from test_sweeps_study import sweep_file
+
+    from ddpm.cli import main
+    from ddpm.sweeps import load_study, load_sweep
+
+    monkeypatch.chdir(tmp_path)
+    path = sweep_file(
+        tmp_path, study="confirmed",
+        space={"train.lr": {"type": "categorical", "choices": [1.0e-3, 3.0e-3, 1.0e-4]}},
+        guidance={"omegas": [0, 2], "n": 20, "sampler": "ddim", "steps": 5},
+        objectives=[{"metric": "fid", "direction": "minimize"}],
+        enqueue_baseline=True, enqueue=[{"train.lr": 3.0e-3}, {"train.lr": 1.0e-4}], n_trials=3,
+        confirm={"top_k": 1, "n": 20, "seeds": 2}, report=True)
+    assert main(["sweep", str(path)]) == 0
+    spec = load_sweep(path)
+    study = load_study(spec)
+    rec = study.user_attrs["confirmation"]
+    assert rec["settings"] == {"top_k": 1, "n": 20, "seeds": 2, "baseline": True, "split": "test"}
+    best = min((t for t in study.trials if t.values), key=lambda t: t.values[0]).number
+    assert set(rec["trials"]) == {str(best), "0"}                       # the top trial and the baseline
+    for row in rec["trials"].values():
+        assert len(row["fid_per_seed"]) == 2 and row["fid_lo"] <= row["fid"] <= row["fid_hi"]
+        assert row["seeds"] == 2 and row["n"] == 20
+    search = {t.number: t.values[0] for t in study.trials if t.values}
+    assert all(row["fid"] != search[int(n)] for n, row in rec["trials"].items())   # new seeds, test split
+    assert str(rec["winner"]) == min(rec["trials"], key=lambda n: rec["trials"][n]["fid"])
+    assert rec["verdict"].startswith("confirmed on the test split (2 seed(s) x 20 images per trial)")
+    captured = capsys.readouterr()
+    assert "confirmed on the test split" in captured.out + captured.err
+    assert (tmp_path / "runs" / "confirmed" / "confirmation.json").is_file()
+
+    md = (tmp_path / "reports" / "confirmed" / "report.md").read_text()
+    assert "## Confirmation on the test split" in md and "confirmed verdict" in md
+    best_yaml = (tmp_path / "reports" / "confirmed" / "best_config.yaml").read_text()
+    assert best_yaml.startswith(f"# Best config of study 'confirmed': trial {rec['winner']} ")   # the confirmed winner
+
+    # rerunning confirms nothing again (same settings): the record is unchanged
+    before = json.dumps(rec, sort_keys=True)
+    assert main(["sweep", str(path), "--no-report"]) == 0
+    assert json.dumps(load_study(spec).user_attrs["confirmation"], sort_keys=True) == before

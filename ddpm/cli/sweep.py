@@ -43,6 +43,7 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         _add_common(p)
         p.add_argument("--workers", type=number(1, integer=True), default=1, help="worker processes on this machine (default 1)")
         p.add_argument("--no-report", action="store_true", help="skip the report even if the sweep asks for one")
+        p.add_argument("--no-confirm", action="store_true", help="skip the sweep's confirm: stage (re-scoring on the test split)")
         p.add_argument("--threads", type=number(1, integer=True), help="torch CPU threads per worker (default: cores / workers)")
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -79,6 +80,11 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
             # report that has no best config; `ddpm trials` shows the failures, `ddpm report` still works
             console.print(f"ddpm sweep: {why}", style="red", markup=False, highlight=False, soft_wrap=True)
             return 1
+        if spec.confirm is not None and not args.no_confirm:
+            from ddpm.sweeps.confirm import run_confirmation
+
+            with reading(url):
+                run_confirmation(study, spec, log=lambda line: console.print(line, markup=False, soft_wrap=True))
         if spec.report and not args.no_report:
             _write_report(spec.study, url, console)
         return 0

@@ -185,11 +185,21 @@ class StudyData:
             return (*[v if math.isfinite(v) else math.inf for v in vals], t.number)
         return sorted(self.completed, key=key)
 
+    @property
+    def confirmation(self) -> Optional[dict[str, Any]]:
+        """The confirmation stage's record (``ddpm.sweeps.confirm``), when the study ran one."""
+        rec = self.study.user_attrs.get("confirmation")
+        return rec if isinstance(rec, dict) and rec.get("trials") else None
+
     def best(self) -> Optional[TrialData]:
-        """Single objective: Optuna's best trial. Several: the Pareto-optimal trial best on the first."""
+        """The confirmed winner when the study ran a confirmation stage (re-scored on the test split);
+        else, single objective: Optuna's best trial; several: the Pareto-optimal trial best on the first."""
         ranked = self.ranked()
         if not ranked:
             return None
+        winner = (self.confirmation or {}).get("winner")
+        if isinstance(winner, int) and any(t.number == winner for t in ranked):
+            return self.by_number(winner)
         if not self.multi_objective:
             return self.by_number(self.study.best_trial.number) or ranked[0]
         front = {t.number for t in self.study.best_trials}

@@ -206,6 +206,8 @@ def summary(ctx: ReportContext) -> Section:
         ["started / last finished", f"{start:%Y-%m-%d %H:%M:%S} / {end:%Y-%m-%d %H:%M:%S}" if start and end else "–"],
         ["verdict", _verdict(ctx)],
     ]
+    if d.confirmation is not None:
+        rows.append(["confirmed verdict", str(d.confirmation.get("verdict") or "–")])
     blocks: list[Any] = [Table(["", ""], rows), Text(_environment(d), note=True)]
     return Section("summary", "Study summary", blocks)
 
@@ -215,6 +217,44 @@ def _verdict(ctx: ReportContext) -> str:
     d = ctx.data
     return study_verdict([t.trial for t in d.completed], [(o.metric, o.direction) for o in d.objectives],
                          d.baseline_trial, ctx.best.number if ctx.best is not None else None)
+
+
+@register_section("confirmation")
+def confirmation(ctx: ReportContext) -> Optional[Section]:
+    """The confirmation stage: the top trials and the baseline re-scored on the test split (fresh seeds,
+    larger n) beside their search-time numbers (validation split, one seed)."""
+    from ddpm.sweeps.confirm import confirmed_score
+
+    d, rec = ctx.data, ctx.data.confirmation
+    if rec is None:
+        return None
+    st = rec.get("settings", {})
+    key = rec.get("row_key") or rec.get("metric") or "fid"
+    metric = str(rec.get("metric") or key)
+    cols = ["trial", "omega", f"{metric} at search (val, 1 seed)", f"{metric} confirmed (test)", "per seed",
+            "KID confirmed (test)", "accuracy confirmed (test)", "vs confirmed winner"]
+    winner = rec.get("winner")
+    rows_by = rec.get("trials", {})
+    best_score = confirmed_score(rows_by.get(str(winner), {}), key) if winner is not None else None
+    out = []
+    for number in rec.get("ranking") or [int(n) for n in rows_by]:
+        row = rows_by.get(str(number), {})
+        t = d.by_number(int(number))
+        search = objective_score(t.trial, 0, metric) if t is not None else None
+        score = confirmed_score(row, key)
+        tie = ties(best_score, [score])[0] if number != winner else None
+        kid, acc = confirmed_score(row, "kid"), confirmed_score(row, "accuracy")
+        label = _trial_label(d, t) if t is not None else f"#{number}"
+        out.append([label, fmt(row.get("omega")), search.text() if search else "–", score.text() if score else "–",
+                    ", ".join(f"{v:.3g}" for v in row.get(f"{key}_per_seed", [])) or "–",
+                    kid.text() if kid else "–", acc.text() if acc else "–",
+                    "winner" if number == winner else {True: "tie", False: "worse", None: "–"}[tie]])
+    caption = (f"Re-scored after the study at each trial's selected omega on the test split: {st.get('seeds')} "
+               f"fresh sampling seed(s) x {st.get('n')} images per trial (the search scored one seed on the "
+               f"validation split). Confirmed value = mean over seeds; 95% interval of that mean (per-seed "
+               f"bootstrap half-widths in quadrature / seeds). The winner is named from these numbers.")
+    return Section("confirmation", "Confirmation on the test split",
+                   [Text(str(rec.get("verdict") or ""), note=False), Table(cols, out, caption=caption)])
 
 
 @register_section("best")

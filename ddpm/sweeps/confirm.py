@@ -162,7 +162,7 @@ def run_confirmation(study: optuna.Study, spec: Any, log: Callable[[str], None] 
     key, sign = metric.row_key, _sign(directions[0])
     scored = [(int(n), r) for n, r in record["trials"].items() if isinstance(r.get(key), (int, float))]
     scored.sort(key=lambda nr: (sign * nr[1][key], nr[0]))
-    record["metric"], record["direction"] = metric.name, directions[0]
+    record["metric"], record["row_key"], record["direction"] = metric.name, key, directions[0]
     record["ranking"] = [n for n, _ in scored]
     record["winner"] = scored[0][0] if scored else None
     record["baseline"] = baseline if confirm.baseline else None
@@ -173,40 +173,41 @@ def run_confirmation(study: optuna.Study, spec: Any, log: Callable[[str], None] 
     return record
 
 
-def interval_of(row: dict[str, Any], key: str) -> Optional[tuple[float, float]]:
+def confirmed_score(row: dict[str, Any], key: str) -> Optional[Any]:
+    """A confirmed row's ``key`` as a ``ddpm.sweeps.verdict.Score`` (n = all images over the seeds)."""
+    from ddpm.sweeps.verdict import Score
+
+    value = row.get(key)
+    if not isinstance(value, (int, float)):
+        return None
     lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
-    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
-        return float(lo), float(hi)
-    return None
+    ok = isinstance(lo, (int, float)) and isinstance(hi, (int, float))
+    n = row.get("n")
+    total = int(n) * int(row.get("seeds") or 1) if isinstance(n, (int, float)) else None
+    return Score(float(value), float(lo) if ok else None, float(hi) if ok else None, total)
 
 
 def confirmation_verdict(record: dict[str, Any]) -> str:
     """One sentence: does the confirmed winner beat the baseline beyond noise on the test split?"""
+    from ddpm.sweeps.verdict import fmt_interval, verdict
+
     metric, winner, baseline = record.get("metric"), record.get("winner"), record.get("baseline")
     rows = record.get("trials", {})
     if winner is None:
         return "confirmation: no trial was confirmed"
-    w = rows[str(winner)]
-    where = (f"on the {SPLIT} split ({record['settings']['seeds']} seed(s) x {record['settings']['n']} images "
-             f"per trial)")
+    st = record["settings"]
+    where = f"confirmed on the {st['split']} split ({st['seeds']} seed(s) x {st['n']} images per trial)"
+    key = record.get("row_key", metric)
+    w = confirmed_score(rows[str(winner)], key)
     if baseline is None or str(baseline) not in rows:
-        return f"confirmation: trial {winner} is best {where}: {metric} {w[metric]:.3g}"
+        return f"{where}: trial {winner} is best, {metric} {w.text() if w else '-'}; no baseline was confirmed"
+    b = confirmed_score(rows[str(baseline)], key)
+    if w is None or b is None:
+        return f"{where}: trial {winner} is best; the baseline has no {metric} value"
     if int(baseline) == int(winner):
-        return f"confirmation: the baseline (trial {winner}) stays best {where}; no config beat it"
-    b = rows[str(baseline)]
-    diff = float(b[metric]) - float(w[metric])
-    if record.get("direction") == "maximize":
-        diff = -diff
-    iw, ib = interval_of(w, metric), interval_of(b, metric)
-    if iw is None or ib is None:
-        return (f"confirmation: trial {winner} beats the baseline (trial {baseline}) by {diff:.3g} {metric} {where}; "
-                f"no interval was recorded, so this may be noise")
-    half = math.hypot((iw[1] - iw[0]) / 2, (ib[1] - ib[0]) / 2)
-    if diff > half:
-        return (f"confirmation: trial {winner} beats the baseline (trial {baseline}) by {diff:.3g} +- {half:.2g} "
-                f"{metric} {where}")
-    return (f"confirmation: no config beat the baseline (trial {baseline}) beyond noise {where}: trial {winner} "
-            f"is ahead by {diff:.3g} +- {half:.2g} {metric}")
+        return (f"{where}: no config beat the baseline: the baseline (trial {winner}) is best, "
+                f"{metric} {fmt_interval(w.value, w.lo, w.hi)}")
+    return f"{where}: " + verdict(int(winner), w, int(baseline), b, key, record.get("direction", "minimize"))
 
 
 def _write_json(spec: Any, record: dict[str, Any]) -> None:
