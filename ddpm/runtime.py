@@ -40,13 +40,14 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
 
 @functools.lru_cache(maxsize=None)
 def _bf16_runs(device: torch.device) -> Optional[str]:
-    """None when a bf16-autocast convolution runs on ``device``, else the reason it does not."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return f"{torch.cuda.get_device_name(device)} has no bf16 support"
+    """None when a bf16-autocast convolution runs on ``device``, else the reason it does not (probed once
+    per device and process)."""
     try:
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return f"{torch.cuda.get_device_name(device)} has no bf16 support"
         with torch.autocast(device.type, dtype=torch.bfloat16):
             torch.nn.functional.conv2d(torch.ones(1, 1, 4, 4, device=device), torch.ones(1, 1, 3, 3, device=device))
-    except RuntimeError as e:
+    except (RuntimeError, AssertionError) as e:  # no driver / no CUDA build / an op bf16 cannot run
         return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
     return None
 

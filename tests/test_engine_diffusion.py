@@ -192,7 +192,7 @@ def test_loss_falls_over_a_few_dozen_steps(tiny_cfg):
     torch.manual_seed(0)
     cfg = tiny_cfg(**{"model.num_feat": 16})
     model = ConditionalDDPM(cfg)
-    x, y = tensors("mnist", "train", None, 0.1307, 0.3081, 256)
+    x, y = tensors("mnist", "train", None, 0.1307, 0.3081, 256, val_size=5000)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
     losses = []

@@ -152,7 +152,7 @@ def test_kid_real_vs_real_is_zero_within_noise_and_its_interval_shrinks():
 def test_kid_of_real_images_against_the_test_split(clf, test_split):
     """Real training images (10 per class, as generated sets are) against the real test split: KID is 0
     within noise; the labels make the estimate stratified like the design."""
-    images, labels = split01("mnist", "train")
+    images, labels = classifier_train_split("mnist")
     wanted = torch.arange(200) % 10
     idx = balanced_indices(labels, wanted, seed=3)
     kid, se = kid_with_se(clf.features(images[idx]), kid_reference(clf), wanted)

@@ -50,7 +50,7 @@ def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None
 
 def _train_args(out: Path, name: str, epochs: int) -> list[str]:
     return ["train", "experiments/cpu-quick.yaml", f"name={name}", f"out_dir={out}", "data.limit=256",
-            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "sample.steps=null",
+            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "diffusion.beta_T=0.5", "sample.steps=null",
             "train.grid_every=0", f"train.epochs={epochs}", "train.batch_size=64", "tracking.wandb=disabled"]
 
 
@@ -218,7 +218,7 @@ def _failing_sweep(tmp_path: Path, study: str) -> Path:
     data = {
         "study": study, "base": str(REPO / "experiments" / "cpu-quick.yaml"),
         "overrides": {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 20,
-                      "train.epochs": 1, "train.batch_size": 64, "train.grid_every": 0, "sample.steps": None,
+                      "diffusion.beta_T": 0.5, "train.epochs": 1, "train.batch_size": 64, "train.grid_every": 0, "sample.steps": None,
                       "tracking.wandb": "disabled", "data.root": str(tmp_path / "no-mnist-here")},
         "space": {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}},
         "guidance": None, "objectives": ["test_loss"], "sampler": {"name": "tpe", "seed": 0},

@@ -450,7 +450,7 @@ def test_report_names_the_baseline_for_what_it_ran(report: Path, study_root: Pat
     md = (report.parent / "report.md").read_text()
     assert ("Baseline: trial 0 ran the sweep's base config: cpu-quick + overrides (data.limit=128, data.test_limit=64, "
             "model.num_feat=8, diffusion.T=10, diffusion.beta_T=0.5,") in md
-    assert "It is not the seed default (it differs in data.limit, data.test_limit, model.num_feat," in md
+    assert "It is not the seed default (it differs in data.limit, data.test_limit, data.val_limit, model.num_feat," in md
     assert "(seed default)" not in md and "seed's default config" not in md
     assert "| base experiment | experiments/cpu-quick.yaml |" in md          # relative, not an absolute path
     # a best omega at the edge of the grid ([0, 2]) is flagged in the best trial's section

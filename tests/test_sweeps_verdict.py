@@ -99,7 +99,7 @@ def test_report_shows_intervals_ties_and_the_verdict(tmp_path):
     path = write_report("verdict", storage=f"sqlite:///{tmp_path / 'v.db'}", out_dir=tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "trial 1 beats the baseline (trial 0) by 60 +- 14 FID (n = 100 images each)" in md
-    assert "200 [190, 210]" in md and "| tie |" in md and "| worse |" in md
+    assert "200 \\[190, 210\\]" in md and "| tie |" in md and "| worse |" in md   # brackets escaped in report.md
     csv_text = (tmp_path / "report" / "trials.csv").read_text().splitlines()
     assert csv_text[0].startswith("number,state,value_fid,fid_lo,fid_hi,n,tie_with_best,")
     assert csv_text[2].startswith("1,complete,200.0,190.0,210.0,100,,") and csv_text[3].split(",")[6] == "true"

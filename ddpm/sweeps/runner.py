@@ -36,7 +36,7 @@ from ddpm.sweeps.objective import SweepObjective
 from ddpm.sweeps.pruners import make_pruner
 from ddpm.sweeps.samplers import make_sampler
 from ddpm.sweeps.spec import SweepSpec
-from ddpm.sweeps.storage import Heartbeat, default_storage_url, open_storage, redact_url, uses_heartbeat
+from ddpm.sweeps.storage import Heartbeat, check_storage_file, default_storage_url, open_storage, redact_url, uses_heartbeat
 
 STORAGE_ENV = "DDPM_SWEEP_STORAGE"  # how `ddpm sweep --workers N` hands the URL to its workers (not argv: ps shows argv)
 
@@ -76,6 +76,7 @@ def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
 
     Runs under the study lock, so processes that start at once create it and enqueue its trials once."""
     url = url or storage_url(spec)
+    check_storage_file(url)  # a damaged SQLite file is reported before a lock file is made beside it
     with study_lock(url, spec.study):
         return _load_study(spec, url, create, worker)
 

@@ -94,6 +94,14 @@ def _sqlite(url: str, heartbeat: Optional[Heartbeat]) -> BaseStorage:
     return _rdb(url, {"connect_args": {"timeout": 60}}, heartbeat)
 
 
+def check_storage_file(url: str) -> None:
+    """For a SQLite URL whose file exists: the read-only integrity check below (a StorageError when the file
+    is damaged); nothing for other storages. Callers run it before creating anything beside the file."""
+    file = local_storage_file(url)
+    if file is not None and scheme_of(url) == "sqlite":
+        _check_sqlite_file(url, file)
+
+
 def _check_sqlite_file(url: str, path: Path) -> None:
     """SQLite finds a damaged page only when a query reaches it, possibly after Optuna has written to the
     file: an existing file is checked first (``PRAGMA quick_check``, opened read-only so it is never
@@ -182,7 +190,7 @@ def open_storage_readonly(url: str) -> BaseStorage:
                            f"check the path, or list studies with `ddpm studies`")
     if scheme_of(url) != "sqlite":
         return open_storage(url)  # a journal file is only read until something writes a trial
-    import sqlite3
+    _check_sqlite_file(url, file)
     from urllib.parse import quote
 
     uri = f"file:{quote(str(file.resolve()))}?mode=ro"
@@ -196,7 +204,7 @@ def open_storage_readonly(url: str) -> BaseStorage:
         if "readonly database" in str(e):  # Optuna tried to create its tables: not a study storage
             raise StorageError(f"storage {redact_url(url)!r}: {file} holds no Optuna study tables "
                                f"(left unchanged)") from None
-        raise StorageError(f"storage {redact_url(url)!r} cannot be read: {_first_line(e, url)}") from None
+        raise StorageError(_unreadable(url, e)) from None
 
 
 # SQLite's words for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB)
