@@ -37,7 +37,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -128,38 +128,50 @@ def split_tag(split: str, val_size: int = HELD_OUT) -> str:
     return "test" if split == "test" else f"val{int(val_size)}"
 
 
-def _stats_path(clf: EvalClassifier, split: str = "test", val_size: int = HELD_OUT) -> Path:
-    return cache_dir() / "classifiers" / f"{clf.key}-{split_tag(split, val_size)}-stats.pt"
+def _cached_reference(memo: dict[str, Any], clf: EvalClassifier, kind: str, split: str, val_size: int,
+                      decode: Callable[[dict[str, Any]], Any], compute: Callable[[], tuple[Any, dict[str, Any]]]) -> Any:
+    """A reference object of ``clf`` for ``split``, cached in ``memo`` and at
+    ``$DDPM_CACHE/classifiers/<key>-<split>-<kind>.pt`` (tensors only). ``compute`` returns (object, payload
+    to save); ``decode`` rebuilds the object from a saved payload. A stale (another classifier's accuracy)
+    or torn file is recomputed."""
+    tag = f"{clf.key}-{split_tag(split, val_size)}"
+    if tag in memo:
+        return memo[tag]
+    path = cache_dir() / "classifiers" / f"{tag}-{kind}.pt"
+    obj: Any = None
+    if path.is_file():
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            if d.get("test_accuracy") == clf.test_accuracy:
+                obj = decode(d)
+        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError):
+            obj = None   # a stale or torn cache file: recompute
+    if obj is None:
+        obj, payload = compute()
+        buf = io.BytesIO()
+        torch.save({**payload, "test_accuracy": clf.test_accuracy}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    memo[tag] = obj
+    return obj
 
 
 def reference_stats(clf: EvalClassifier, root: Optional[str] = None, split: str = "test",
                     val_size: int = HELD_OUT) -> ReferenceStats:
     """Statistics of a reference split (``test``, or ``val`` = the training file's last ``val_size`` images)
     in ``clf``'s feature space (cached per classifier and split, in memory and on disk)."""
-    tag = f"{clf.key}-{split_tag(split, val_size)}"
-    if tag in _REFS:
-        return _REFS[tag]
-    path = _stats_path(clf, split, val_size)
-    ref: Optional[ReferenceStats] = None
-    if path.is_file():
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-            if d.get("test_accuracy") == clf.test_accuracy:
-                ref = ReferenceStats(d["mu"].numpy(), d["sigma"].numpy(),
-                                     {int(k): float(v) for k, v in d["intra"].items()}, int(d["n"]))
-        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError):
-            ref = None   # a stale or torn cache file: recompute
-    if ref is None:
+    def compute() -> tuple[ReferenceStats, dict[str, Any]]:
         images, labels = split01(clf.dataset, split, root, val_size=val_size)
         feats = clf.features(images)
         mu, sigma = gaussian_stats(feats)
         ref = ReferenceStats(mu, sigma, intra_class_distances(feats, labels), len(images))
-        buf = io.BytesIO()
-        torch.save({"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "n": ref.n,
-                    "intra": {str(k): v for k, v in ref.intra.items()}, "test_accuracy": clf.test_accuracy}, buf)
-        atomic_write_bytes(path, buf.getvalue())
-    _REFS[tag] = ref
-    return ref
+        return ref, {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "n": ref.n,
+                     "intra": {str(k): v for k, v in ref.intra.items()}}
+
+    def decode(d: dict[str, Any]) -> ReferenceStats:
+        return ReferenceStats(d["mu"].numpy(), d["sigma"].numpy(), {int(k): float(v) for k, v in d["intra"].items()},
+                              int(d["n"]))
+
+    return _cached_reference(_REFS, clf, "stats", split, val_size, decode, compute)
 
 
 def fid_to_test(clf: EvalClassifier, feats: ArrayLike, root: Optional[str] = None, split: str = "test",
@@ -440,36 +452,20 @@ def kid_with_se(feats: ArrayLike, reference: KIDReference | ArrayLike, labels: O
 _KID_REFS: dict[str, KIDReference] = {}
 
 
-def _kid_path(clf: EvalClassifier, split: str = "test", val_size: int = HELD_OUT) -> Path:
-    return cache_dir() / "classifiers" / f"{clf.key}-{split_tag(split, val_size)}-kid.pt"
-
-
 def kid_reference(clf: EvalClassifier, root: Optional[str] = None, split: str = "test",
                   val_size: int = HELD_OUT) -> KIDReference:
     """A reference split's KID reference in ``clf``'s feature space (features stored as float32; cached per
     classifier and split, in memory and under ``$DDPM_CACHE/classifiers/``)."""
-    tag = f"{clf.key}-{split_tag(split, val_size)}"
-    if tag in _KID_REFS:
-        return _KID_REFS[tag]
-    path = _kid_path(clf, split, val_size)
-    ref: Optional[KIDReference] = None
-    if path.is_file():
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-            if d.get("test_accuracy") == clf.test_accuracy:
-                ref = KIDReference(d["feats"].double().numpy(), d["row_sums"].numpy())
-        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError):
-            ref = None   # a stale or torn cache file: recompute
-    if ref is None:
+    def compute() -> tuple[KIDReference, dict[str, Any]]:
         images, _ = split01(clf.dataset, split, root, val_size=val_size)
         feats = clf.features(images).float()
         ref = KIDReference.from_features(feats)
-        buf = io.BytesIO()
-        torch.save({"feats": feats, "row_sums": torch.from_numpy(ref.row_sums),
-                    "test_accuracy": clf.test_accuracy}, buf)
-        atomic_write_bytes(path, buf.getvalue())
-    _KID_REFS[tag] = ref
-    return ref
+        return ref, {"feats": feats, "row_sums": torch.from_numpy(ref.row_sums)}
+
+    def decode(d: dict[str, Any]) -> KIDReference:
+        return KIDReference(d["feats"].double().numpy(), d["row_sums"].numpy())
+
+    return _cached_reference(_KID_REFS, clf, "kid", split, val_size, decode, compute)
 
 
 def score_intervals(clf: EvalClassifier, feats: ArrayLike, correct: torch.Tensor, labels: torch.Tensor,

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.redact import redact_url, secrets_of
-from ddpm.sweeps.storage import default_storage_url, open_storage_readonly, reading, scheme_of
+from ddpm.sweeps.storage import default_storage_url, local_storage_file, open_storage_readonly, reading
 
 
 class StudyNotFound(DDPMError):
@@ -36,21 +36,9 @@ def default_storage(study_name: str) -> str:
     return default_storage_url("runs", study_name)
 
 
-def _local_file(url: str) -> Optional[Path]:
-    """The file behind a SQLite or journal URL (None for servers and in-memory SQLite)."""
-    scheme = scheme_of(url)
-    if scheme == "sqlite":
-        path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
-        return Path(path) if path and path != ":memory:" else None
-    if scheme == "journal":
-        path = url.split(":", 1)[1]
-        return Path(path[2:] if path.startswith("//") else path)
-    return None
-
-
 def _open_storage(url: str, study_name: str) -> Any:
     """An Optuna storage for ``url``; a report never creates one (a missing file is StudyNotFound)."""
-    file = _local_file(url)
+    file = local_storage_file(url)
     if file is not None and not file.is_file():
         raise StudyNotFound(f"no study '{study_name}': storage {redact_url(url)} does not exist"
                             f"{_studies_hint(_sqlite_neighbours(), 'under runs/')}")
@@ -238,7 +226,7 @@ def _resolve_run_dir(raw: Any, storage_url: str) -> Optional[Path]:
     path = Path(str(raw))
     if path.is_absolute() or path.is_dir():
         return path
-    db = _local_file(storage_url)
+    db = local_storage_file(storage_url)
     if db is not None:
         for base in (db.parent, *db.parent.parents):
             if (base / path).is_dir():
