@@ -6,6 +6,7 @@ stands in for the real one: every property tested holds for any trained classifi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -317,7 +318,8 @@ def test_ddpm_eval_end_to_end(clf, tiny_model, tmp_path, capsys):
                "--device", "cpu", "--out", str(tmp_path / "ev")])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "FID" in out and "floor" in out and "diversity" in out
+    assert "FID" in out and "floor" in out and "diversity" in out and "KID" in out
+    assert re.search(r"\d \[[-\d.]+, [-\d.]+\]", out) and "95% intervals" in out   # values carry their interval
     assert (tmp_path / "ev" / "eval.json").is_file() and (tmp_path / "ev" / "grids" / "omega1.png").is_file()
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["split"] == "test"      # the default
     rc = main(["eval", str(ckpt), "--omega", "1", "--n", "10", "--sampler", "ddim", "--steps", "2",

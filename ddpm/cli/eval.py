@@ -97,15 +97,19 @@ def print_table(rows: list[dict], title: str = "") -> None:
     from rich.table import Table
 
     from ddpm.evaluation import best_row
+    from ddpm.sweeps.verdict import fmt_interval
 
     best = best_row(rows)["omega"] if rows else None
     t = Table(title=title)
-    for col in ("omega", "FID", "floor", "accuracy", "diversity", "seconds"):
+    for col in ("omega", "FID [95%]", "floor", "accuracy [95%]", "KID [95%]", "diversity", "n", "seconds"):
         t.add_column(col, justify="right")
     for r in rows:
         mark = " *" if r["omega"] == best else ""
-        t.add_row(f"{r['omega']:g}{mark}", f"{r['fid']:.2f}", f"{r['floor']:.2f}", f"{r['accuracy']:.1%}",
-                  "-" if r["diversity"] is None else f"{r['diversity']:.3f}", f"{r['seconds']:.1f}")
-    Console(width=120).print(t)
+        t.add_row(f"{r['omega']:g}{mark}", fmt_interval(r["fid"], r.get("fid_lo"), r.get("fid_hi")),
+                  f"{r['floor']:.2f}", fmt_interval(r["accuracy"], r.get("accuracy_lo"), r.get("accuracy_hi")),
+                  fmt_interval(r.get("kid"), r.get("kid_lo"), r.get("kid_hi")),
+                  "-" if r["diversity"] is None else f"{r['diversity']:.3f}", str(r.get("n", "-")),
+                  f"{r['seconds']:.1f}")
+    Console(width=140).print(t)
     if best is not None:
-        print(f"* lowest FID at omega={best:g}")
+        print(f"* lowest FID at omega={best:g}; brackets: 95% intervals (their methods: eval.json 'interval')")
