@@ -19,23 +19,13 @@ from optuna.trial import TrialState
 from conftest import REPO
 from ddpm.io import read_jsonl
 from ddpm.sweeps import load_study, load_sweep, run_study, run_worker
-from test_sweeps_study import env, sweep_file
+from test_sweeps_study import env, one_thread, sweep_file  # noqa: F401  (one_thread: an autouse fixture)
 
 pytestmark = pytest.mark.slow
 
 POINTS = [("cosine", 1e-3), ("cosine", 2e-3), ("linear", 1e-3), ("linear", 2e-3)]
 SPACE = {"diffusion.schedule": ["linear", "cosine"], "train.lr": [1e-3, 2e-3]}
 FAST = {"data.limit": 64, "data.test_limit": 64, "diffusion.T": 10}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def grid_file(tmp_path: Path, study: str, **changes) -> Path:
