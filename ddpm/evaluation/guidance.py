@@ -127,6 +127,18 @@ def _reference_text(split: str, val_size: int) -> str:
             else f"the last {val_size} images of the training file (validation split)")
 
 
+def json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of a guidance row (Optuna user attributes and the confirmation record are JSON)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        elif isinstance(v, Path):
+            v = str(v)
+        out[k] = v
+    return out
+
+
 def best_row(rows: list[dict[str, Any]], key: str = "fid") -> dict[str, Any]:
     """The row with the best ``key`` (lowest FID/floor/seconds, highest accuracy/diversity); NaNs lose."""
     lower = LOWER_IS_BETTER.get(key, True)

@@ -114,6 +114,7 @@ def confirm_trial(trial: FrozenTrial, spec: Any, confirm: ConfirmSpec, device: A
     """Re-score one trial's best checkpoint at its selected omega on the test split (``seeds`` x ``n`` images)."""
     from ddpm.checkpoint import load_model
     from ddpm.evaluation import evaluate_guidance
+    from ddpm.evaluation.guidance import json_row
     from ddpm.runtime import resolve_device
 
     g = spec.guidance
@@ -125,7 +126,7 @@ def confirm_trial(trial: FrozenTrial, spec: Any, confirm: ConfirmSpec, device: A
         rows += evaluate_guidance(model, cfg, omegas=[omega], n=confirm.n, sampler=g.sampler, steps=g.steps,
                                   eta=g.eta, device=dev, seed=CONFIRM_SEED + s, split=SPLIT,
                                   show_progress=show_progress)
-    row = combine_seeds([_plain(r) for r in rows])
+    row = combine_seeds([json_row(r) for r in rows])
     row["checkpoint"] = str(ckpt.get("path"))
     return row
 
@@ -218,6 +219,3 @@ def _write_json(spec: Any, record: dict[str, Any]) -> None:
     except OSError:
         pass  # the storage holds the record; the file is a convenience copy
 
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}

@@ -18,7 +18,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ddpm.sweeps.storage import StorageError, _first_line, redact_url, scheme_of
+from ddpm.sweeps.storage import (StorageError, _first_line, local_storage_file, postgres_driver_url, redact_url,
+                                 scheme_of)
 
 
 class StudyLock:
@@ -81,20 +82,12 @@ def _file_lock(path: Path) -> StudyLock:
 _MEMORY = threading.Lock()
 
 
-@register_lock("sqlite")
-def _sqlite_lock(url: str, study: str) -> StudyLock:
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if not path or path == ":memory:":  # one process by definition
+@register_lock("sqlite", "journal")
+def _local_file_lock(url: str, study: str) -> StudyLock:
+    path = local_storage_file(url)
+    if path is None:  # in-memory SQLite: one process by definition
         return StudyLock(lambda: _MEMORY.acquire(), lambda _: _MEMORY.release())
-    return _file_lock(Path(path + ".ddpm-lock"))
-
-
-@register_lock("journal")
-def _journal_lock(url: str, study: str) -> StudyLock:
-    path = url.split(":", 1)[1]
-    if path.startswith("//"):
-        path = path[2:]
-    return _file_lock(Path(path + ".ddpm-lock"))
+    return _file_lock(path.with_name(path.name + ".ddpm-lock"))
 
 
 _ENGINES: dict[str, Any] = {}
@@ -102,11 +95,9 @@ _ENGINES: dict[str, Any] = {}
 
 @register_lock("postgresql", "postgres")
 def _postgres_lock(url: str, study: str) -> StudyLock:
-    import re
-
     import sqlalchemy
 
-    driver_url = re.sub(r"^postgres(ql)?(\+[a-z0-9]+)?://", "postgresql+psycopg://", url)
+    driver_url = postgres_driver_url(url)
     if driver_url not in _ENGINES:
         _ENGINES[driver_url] = sqlalchemy.create_engine(driver_url, poolclass=sqlalchemy.pool.NullPool,
                                                         connect_args={"connect_timeout": 10})

@@ -192,13 +192,14 @@ class SweepObjective:
         if spec.guidance is not None:
             from ddpm.checkpoint import load_model
             from ddpm.evaluation import evaluate_guidance
+            from ddpm.evaluation.guidance import json_row
 
             g = spec.guidance
             model, _, ckpt = load_model(run.run_dir, run.device)  # best.pt, as `ddpm sample` would load it
             rows = evaluate_guidance(model, cfg, omegas=g.omegas, n=g.n, sampler=g.sampler, steps=g.steps,
                                      eta=g.eta, device=run.device, out_dir=run.run_dir, seed=g.seed,
                                      checkpoint=str(ckpt.get("path")), split=scoring_split(cfg))
-            rows = [_plain(r) for r in rows]
+            rows = [json_row(r) for r in rows]
             best = best_guidance_row(rows, OBJECTIVE_METRICS[g.select or "fid"])
             best_omega = float(best["omega"])
             trial.set_user_attr("guidance", rows)
@@ -237,10 +238,10 @@ def _free_run_dir(run_dir: Path) -> Path:
 
 def _mark(run_dir: Path, spec: SweepSpec, trial: optuna.Trial) -> None:
     from ddpm.io import atomic_write_json
-    from ddpm.sweeps.storage import default_storage_url, redact_url
+    from ddpm.sweeps.runner import storage_url  # runner imports this module: a call-time import
+    from ddpm.sweeps.storage import redact_url
 
-    url = spec.storage or default_storage_url(spec.out_dir, spec.study)
-    atomic_write_json(run_dir / MARKER, {"study": spec.study, "storage": redact_url(url),
+    atomic_write_json(run_dir / MARKER, {"study": spec.study, "storage": redact_url(storage_url(spec)),
                                          "trial": trial.number, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
 
 
@@ -261,14 +262,3 @@ def _last_epoch(run_dir: Path) -> int:
     rows = read_jsonl(run_dir / "metrics.jsonl")
     return int(rows[-1]["epoch"]) if rows else 0
 
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe copy of a guidance row (Optuna stores user attrs as JSON)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        elif isinstance(v, Path):
-            v = str(v)
-        out[k] = v
-    return out

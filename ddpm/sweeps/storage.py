@@ -126,10 +126,14 @@ def _check_sqlite_file(url: str, path: Path) -> None:
         raise StorageError(_unreadable(url, sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")))
 
 
+def postgres_driver_url(url: str) -> str:
+    """``postgres[ql][+driver]://...`` as SQLAlchemy's psycopg 3 URL (SQLAlchemy 2.1 maps plain postgresql:// to it too)."""
+    return re.sub(r"^postgres(ql)?(\+[a-z0-9]+)?://", "postgresql+psycopg://", url)
+
+
 @register_storage("postgresql")
 def _postgresql(url: str, heartbeat: Optional[Heartbeat]) -> BaseStorage:
-    driver_url = re.sub(r"^postgres(ql)?(\+[a-z0-9]+)?://", "postgresql+psycopg://", url)
-    return _rdb(driver_url, {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}, heartbeat)
+    return _rdb(postgres_driver_url(url), {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}, heartbeat)
 
 
 register_storage("postgres")(_postgresql)
@@ -228,7 +232,7 @@ def _unreadable(url: str, e: BaseException) -> str:
     db = _database_error(e) or e
     line = _first_line(db, url)
     if scheme_of(url) == "sqlite" and any(w in line.lower() for w in _CORRUPT):
-        path = url.split(":///", 1)[1] if ":///" in url else url
+        path = local_storage_file(url) or url
         return (f"storage {redact_url(url)!r}: {path} is corrupt or not a SQLite database ({line}); "
                 f"it was left untouched: restore it from a copy, or start the study under another name")
     return f"storage {redact_url(url)!r} cannot be read: {line}"
