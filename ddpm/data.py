@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ddpm.errors import DataError
+from ddpm.registry import Registry
 
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -37,12 +38,8 @@ class DatasetSpec:
     missing_hint: str
 
 
-DATASETS: dict[str, DatasetSpec] = {}
-
-
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    DATASETS[spec.name] = spec
-    return spec
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+register_dataset = DATASETS.add_named
 
 
 register_dataset(DatasetSpec(

@@ -12,16 +12,10 @@ import torch
 
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.progress import progress_steps
+from ddpm.registry import Registry
 
-SAMPLERS: dict[str, type["Sampler"]] = {}
-
-
-def register_sampler(name: str) -> Callable[[type["Sampler"]], type["Sampler"]]:
-    def deco(cls: type["Sampler"]) -> type["Sampler"]:
-        cls.name = name
-        SAMPLERS[name] = cls
-        return cls
-    return deco
+SAMPLERS: Registry[type["Sampler"]] = Registry("sampler", stamp_name=True)
+register_sampler: Callable[[str], Callable[[type["Sampler"]], type["Sampler"]]] = SAMPLERS.register
 
 
 def timestep_subsequence(T: int, steps: Optional[int]) -> list[int]:

@@ -14,18 +14,16 @@ from typing import Callable
 
 import torch
 
+from ddpm.registry import Registry
+
 ScheduleFn = Callable[[int, float, float], torch.Tensor]
-SCHEDULES: dict[str, ScheduleFn] = {}
-SCHEDULE_PARAMS: dict[str, tuple[str, ...]] = {}     # the diffusion.* end points each schedule reads
+SCHEDULES: Registry[ScheduleFn] = Registry("schedule")
+SCHEDULE_PARAMS = SCHEDULES.meta_of("uses")     # the diffusion.* end points each schedule reads
 END_POINTS = ("beta_1", "beta_T")
 
 
 def register_schedule(name: str, uses: tuple[str, ...] = END_POINTS) -> Callable[[ScheduleFn], ScheduleFn]:
-    def deco(fn: ScheduleFn) -> ScheduleFn:
-        SCHEDULES[name] = fn
-        SCHEDULE_PARAMS[name] = tuple(uses)
-        return fn
-    return deco
+    return SCHEDULES.register(name, uses=tuple(uses))
 
 
 @register_schedule("linear")

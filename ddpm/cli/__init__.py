@@ -17,8 +17,9 @@ import sys
 from typing import Optional
 
 from ddpm.errors import DDPMError
+from ddpm.registry import Registry
 
-COMMANDS: dict[str, type["Command"]] = {}
+COMMANDS: Registry[type["Command"]] = Registry("command", stamp_name=True)
 
 # `--omega -1,0,0.5` must read as a value, not an option: argparse only takes plain negative numbers
 # as values, so every subcommand's matcher is widened to comma-separated lists of numbers.
@@ -74,12 +75,7 @@ def number(low: Optional[float] = None, high: Optional[float] = None, integer: b
 _OOM = ("can't allocate memory", "out of memory")
 
 
-def register_command(name: str):
-    def deco(cls: type["Command"]) -> type["Command"]:
-        cls.name = name
-        COMMANDS[name] = cls
-        return cls
-    return deco
+register_command = COMMANDS.register
 
 
 class Command:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+from ddpm.registry import Registry
 from ddpm.report import figures
 from ddpm.report.blocks import Code, Figure, Section, Table, Text
 from ddpm.report.collect import StudyData, TrialData
@@ -33,14 +34,8 @@ class ReportContext:
 
 
 SectionBuilder = Callable[[ReportContext], Optional[Section]]
-SECTIONS: dict[str, SectionBuilder] = {}
-
-
-def register_section(key: str) -> Callable[[SectionBuilder], SectionBuilder]:
-    def deco(fn: SectionBuilder) -> SectionBuilder:
-        SECTIONS[key] = fn
-        return fn
-    return deco
+SECTIONS: Registry[SectionBuilder] = Registry("report section")
+register_section: Callable[[str], Callable[[SectionBuilder], SectionBuilder]] = SECTIONS.register
 
 
 def build_sections(ctx: ReportContext) -> list[Section]:

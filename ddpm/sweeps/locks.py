@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ddpm.registry import Registry
 from ddpm.sweeps.storage import (StorageError, _first_line, local_storage_file, postgres_driver_url, redact_url,
                                  scheme_of)
 
@@ -53,15 +54,8 @@ class StudyLock:
 
 
 LockFactory = Callable[[str, str], StudyLock]
-LOCKS: dict[str, LockFactory] = {}
-
-
-def register_lock(*schemes: str) -> Callable[[LockFactory], LockFactory]:
-    def deco(fn: LockFactory) -> LockFactory:
-        for s in schemes:
-            LOCKS[s] = fn
-        return fn
-    return deco
+LOCKS: Registry[LockFactory] = Registry("lock scheme")
+register_lock: Callable[..., Callable[[LockFactory], LockFactory]] = LOCKS.register
 
 
 def _file_lock(path: Path) -> StudyLock:

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ddpm.registry import Registry
+
 Row = dict[str, Any]
 
 
@@ -37,12 +39,8 @@ class ObjectiveMetric:
         return float(self.from_history(history))
 
 
-OBJECTIVE_METRICS: dict[str, ObjectiveMetric] = {}
-
-
-def register_objective_metric(metric: ObjectiveMetric) -> ObjectiveMetric:
-    OBJECTIVE_METRICS[metric.name] = metric
-    return metric
+OBJECTIVE_METRICS: Registry[ObjectiveMetric] = Registry("objective metric")
+register_objective_metric = OBJECTIVE_METRICS.add_named
 
 
 def selection_loss(record: dict[str, Any]) -> float:
@@ -86,12 +84,8 @@ class PruneMetric:
         return float(self.from_record(record) if self.from_record is not None else record[self.name])
 
 
-PRUNE_METRICS: dict[str, PruneMetric] = {}
-
-
-def register_prune_metric(metric: PruneMetric) -> PruneMetric:
-    PRUNE_METRICS[metric.name] = metric
-    return metric
+PRUNE_METRICS: Registry[PruneMetric] = Registry("prune metric")
+register_prune_metric = PRUNE_METRICS.add_named
 
 
 register_prune_metric(PruneMetric("sample_fid", "minimize", True, "quick FID of a few samples per epoch"))

@@ -11,15 +11,10 @@ from typing import Any, Callable
 import optuna
 
 from ddpm.errors import ConfigError
+from ddpm.registry import Registry
 
-PRUNERS: dict[str, type] = {}
-
-
-def register_pruner(name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        PRUNERS[name] = cls
-        return cls
-    return deco
+PRUNERS: Registry[type] = Registry("pruner")
+register_pruner: Callable[[str], Callable[[type], type]] = PRUNERS.register
 
 
 register_pruner("median")(optuna.pruners.MedianPruner)        # stop below the median of earlier trials at that epoch
@@ -40,9 +35,7 @@ def check_pruner_kwargs(name: str, kwargs: dict[str, Any], where: str) -> None:
 
 
 def make_pruner(name: str, kwargs: dict[str, Any]) -> optuna.pruners.BasePruner:
-    if name not in PRUNERS:
-        raise ConfigError(f"pruner {name!r} is unknown; valid: {', '.join(sorted(PRUNERS))}")
     try:
-        return PRUNERS[name](**kwargs)
+        return PRUNERS.lookup(name, "pruner")(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"pruner {name}: {e}") from None

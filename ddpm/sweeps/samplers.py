@@ -11,18 +11,15 @@ from typing import Any, Callable, Optional
 import optuna
 
 from ddpm.errors import ConfigError
+from ddpm.registry import Registry
 
 SamplerFactory = Callable[[dict[str, Any], dict[str, Any], int], optuna.samplers.BaseSampler]
-SAMPLERS: dict[str, SamplerFactory] = {}
-SAMPLER_CLASSES: dict[str, type] = {}
+SAMPLERS: Registry[SamplerFactory] = Registry("Optuna sampler")
+SAMPLER_CLASSES = SAMPLERS.meta_of("cls")
 
 
 def register_sampler(name: str, cls: type) -> Callable[[SamplerFactory], SamplerFactory]:
-    def deco(fn: SamplerFactory) -> SamplerFactory:
-        SAMPLERS[name] = fn
-        SAMPLER_CLASSES[name] = cls
-        return fn
-    return deco
+    return SAMPLERS.register(name, cls=cls)
 
 
 @register_sampler("tpe", optuna.samplers.TPESampler)

@@ -26,6 +26,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from ddpm.errors import DDPMError
+from ddpm.registry import Registry
 
 
 class StorageError(DDPMError):
@@ -44,14 +45,8 @@ class Heartbeat:
 
 
 StorageOpener = Callable[[str, Optional[Heartbeat]], BaseStorage]
-STORAGES: dict[str, StorageOpener] = {}
-
-
-def register_storage(scheme: str) -> Callable[[StorageOpener], StorageOpener]:
-    def deco(fn: StorageOpener) -> StorageOpener:
-        STORAGES[scheme] = fn
-        return fn
-    return deco
+STORAGES: Registry[StorageOpener] = Registry("storage scheme")
+register_storage: Callable[[str], Callable[[StorageOpener], StorageOpener]] = STORAGES.register
 
 
 def default_storage_url(out_dir: str | Path, study: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ddpm.registry import Registry
 from ddpm.train import Callback, TrainState
 
 # run states a tracker reports at the end (``train()`` passes complete / pruned / failed / interrupted)
@@ -74,14 +75,8 @@ class Tracker(Callback):
 
 
 TrackerFactory = Callable[[RunSpec, bool], Tracker]
-TRACKERS: dict[str, TrackerFactory] = {}
-
-
-def register_tracker(name: str) -> Callable[[TrackerFactory], TrackerFactory]:
-    def deco(factory: TrackerFactory) -> TrackerFactory:
-        TRACKERS[name] = factory
-        return factory
-    return deco
+TRACKERS: Registry[TrackerFactory] = Registry("tracker")
+register_tracker: Callable[[str], Callable[[TrackerFactory], TrackerFactory]] = TRACKERS.register
 
 
 register_tracker("none")(Tracker)
