@@ -18,7 +18,7 @@ import torch
 
 from ddpm import data as data_mod
 from ddpm.checkpoint import RESUME_KEYS, load_checkpoint, save_checkpoint, validate_checkpoint
-from ddpm.config import ExperimentConfig, config_from_dict, save_config
+from ddpm.config import ExperimentConfig, save_config
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.errors import ConfigError, TrainingDiverged
 from ddpm.grids import grid_labels, save_grid
@@ -409,11 +409,3 @@ def _status_of(e: BaseException) -> tuple[str, str]:
     if type(e).__name__ == "TrialPruned":
         return "pruned", str(e) or "pruned by the study's pruner"
     return "failed", f"{type(e).__name__}: {e}"
-
-
-def load_run_config(run_dir: str | Path) -> ExperimentConfig:
-    """The resolved config saved beside a run (``config.yaml``)."""
-    from ddpm.config import read_yaml
-
-    path = Path(run_dir) / "config.yaml"
-    return config_from_dict(read_yaml(path), str(path))

@@ -246,7 +246,7 @@ def _read_trial(trial: FrozenTrial, storage_url: str) -> TrialData:
                 ev = json.loads((run_dir / "eval.json").read_text())
             except (OSError, json.JSONDecodeError):
                 ev = None
-            rows = ev.get("rows", ev.get("guidance")) if isinstance(ev, dict) else ev
+            rows = ev.get("rows") if isinstance(ev, dict) else None
             guidance = rows if isinstance(rows, list) else None
         if config is None and (run_dir / "config.yaml").is_file():
             from ddpm.config import read_yaml

@@ -25,7 +25,6 @@ class ObjectiveMetric:
     direction: str                                  # minimize | maximize: the natural sense
     row_key: Optional[str]                          # key in a guidance row (None: from the history)
     from_history: Optional[Callable[[list[dict[str, Any]]], float]] = None
-    help: str = ""
 
     @property
     def needs_guidance(self) -> bool:
@@ -56,20 +55,15 @@ def _train_seconds(history: list[dict[str, Any]]) -> float:
     return sum(r.get("seconds", 0.0) for r in history)
 
 
-register_objective_metric(ObjectiveMetric("fid", "minimize", "fid", help="FID at the best omega"))
-register_objective_metric(ObjectiveMetric("accuracy", "maximize", "accuracy",
-                                          help="conditional accuracy by the evaluation classifier"))
-register_objective_metric(ObjectiveMetric("diversity", "maximize", "diversity", help="within-class diversity"))
-register_objective_metric(ObjectiveMetric("sample_seconds", "minimize", "seconds",
-                                          help="seconds to sample the guidance row's images"))
-register_objective_metric(ObjectiveMetric("val_loss", "minimize", None, _min_selection_loss,
-                                          help="lowest validation noise loss (the test noise loss without a "
-                                               "validation split; comparable only at fixed schedule and T)"))
-register_objective_metric(ObjectiveMetric("test_loss", "minimize", None, _min_selection_loss,
-                                          help="old name of val_loss, kept for existing sweep files: reads the "
-                                               "validation noise loss when the run has a validation split"))
-register_objective_metric(ObjectiveMetric("train_seconds", "minimize", None, _train_seconds,
-                                          help="training seconds summed over epochs"))
+register_objective_metric(ObjectiveMetric("fid", "minimize", "fid"))                # FID at the best omega
+register_objective_metric(ObjectiveMetric("accuracy", "maximize", "accuracy"))      # by the evaluation classifier
+register_objective_metric(ObjectiveMetric("diversity", "maximize", "diversity"))    # within-class diversity
+register_objective_metric(ObjectiveMetric("sample_seconds", "minimize", "seconds"))  # to sample the row's images
+# lowest validation noise loss (the test noise loss without a validation split; comparable only at fixed
+# schedule and T); test_loss is its old name, kept for existing sweep files
+register_objective_metric(ObjectiveMetric("val_loss", "minimize", None, _min_selection_loss))
+register_objective_metric(ObjectiveMetric("test_loss", "minimize", None, _min_selection_loss))
+register_objective_metric(ObjectiveMetric("train_seconds", "minimize", None, _train_seconds))  # summed over epochs
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,6 @@ class PruneMetric:
     name: str
     direction: str
     needs_samples: bool     # computed per epoch with ddpm.evaluation.quick_metric (costs sampling time)
-    help: str = ""
     from_record: Optional[Callable[[dict[str, Any]], float]] = None   # default: record[name]
 
     def value(self, record: dict[str, Any]) -> float:
@@ -88,13 +81,12 @@ PRUNE_METRICS: Registry[PruneMetric] = Registry("prune metric")
 register_prune_metric = PRUNE_METRICS.add_named
 
 
-register_prune_metric(PruneMetric("sample_fid", "minimize", True, "quick FID of a few samples per epoch"))
-register_prune_metric(PruneMetric("sample_accuracy", "maximize", True, "quick conditional accuracy per epoch"))
-register_prune_metric(PruneMetric("val_loss", "minimize", False,
-                                  "validation noise loss, else the test noise loss (only comparable when schedule "
-                                  "and T are fixed)", selection_loss))
-register_prune_metric(PruneMetric("test_loss", "minimize", False,
-                                  "old name of val_loss, kept for existing sweep files", selection_loss))
+register_prune_metric(PruneMetric("sample_fid", "minimize", True))         # quick FID of a few samples per epoch
+register_prune_metric(PruneMetric("sample_accuracy", "maximize", True))    # quick conditional accuracy per epoch
+# validation noise loss, else the test noise loss (only comparable when schedule and T are fixed); test_loss:
+# its old name, kept for existing sweep files
+register_prune_metric(PruneMetric("val_loss", "minimize", False, selection_loss))
+register_prune_metric(PruneMetric("test_loss", "minimize", False, selection_loss))
 
 
 def best_guidance_row(rows: list[Row], metric: ObjectiveMetric) -> Row:

@@ -626,12 +626,3 @@ def trial_config(spec: SweepSpec, params: dict[str, Any], trial_name: str) -> Ex
     """The resolved config of one trial: base + overrides + params, run folder runs/<study>/<trial_name>."""
     cfg = spec.base_config({**params, "name": trial_name, "out_dir": str(spec.study_dir)})
     return cfg
-
-
-def config_with(cfg: ExperimentConfig, dotted: dict[str, Any]) -> ExperimentConfig:
-    from ddpm.config import set_dotted
-
-    data = cfg.to_dict()
-    for k, v in dotted.items():
-        set_dotted(data, k, v)
-    return config_from_dict(data)

@@ -15,10 +15,10 @@ from typing import Any, Optional
 
 from ddpm.config import ExperimentConfig
 from ddpm.redact import redact
-from ddpm.tracking.base import STATES, TRACKERS, RunSpec, Tracker, register_tracker
+from ddpm.tracking.base import TRACKERS, RunSpec, Tracker, register_tracker
 from ddpm.tracking.wandb_run import WandbTracker, configured_mode, has_credentials, resolve_mode, wandb_unreachable
 
-__all__ = ["STATES", "TRACKERS", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
+__all__ = ["TRACKERS", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
            "log_study", "register_tracker", "resolve_mode", "run_tags", "tracker_callback", "wandb_unreachable"]
 
 # resolved mode -> tracker backend

@@ -14,9 +14,6 @@ from typing import Any, Callable, Optional
 from ddpm.registry import Registry
 from ddpm.train import Callback, TrainState
 
-# run states a tracker reports at the end (``train()`` passes complete / pruned / failed / interrupted)
-STATES = ("complete", "pruned", "failed", "interrupted")
-
 
 @dataclass
 class RunSpec:
@@ -63,11 +60,8 @@ class Tracker(Callback):
         """One history row (include the step metric, e.g. ``epoch``, so charts line up)."""
 
     def finish(self, state: str = "complete", reason: Optional[str] = None) -> None:
-        """Close the run with its final state; safe to call twice."""
-
-    @property
-    def url(self) -> Optional[str]:
-        return None
+        """Close the run with its final state (``train()`` passes complete, pruned, failed or interrupted);
+        safe to call twice."""
 
     @property
     def active(self) -> bool:

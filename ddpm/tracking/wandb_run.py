@@ -368,20 +368,11 @@ class WandbTracker(Tracker):
             self._fail("log_summary", e)
 
     @property
-    def url(self) -> Optional[str]:
-        return getattr(self._run, "url", None) if self._run is not None and self.spec.mode == "online" else None
-
-    @property
     def active(self) -> bool:
         return self._run is not None
 
     @property
     def run_id(self) -> Optional[str]:
         return getattr(self._run, "id", None)
-
-    @property
-    def sync_dir(self) -> Optional[Path]:
-        return Path(self._run.settings.sync_dir) if self._run is not None else None
-
 
 register_tracker("wandb")(WandbTracker)
