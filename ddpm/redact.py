@@ -2,7 +2,7 @@
 error messages). The one redaction implementation of the project: everything else calls these.
 
 ``redact_url("postgresql://ddpm:s3cret@db:5432/optuna")`` -> ``"postgresql://ddpm:***@db:5432/optuna"``;
-``redact(obj)`` walks dicts, lists and tuples, applies ``redact_url`` to every string and masks the value of
+``redact(obj)`` walks dicts, lists, tuples and dataclasses, applies ``redact_url`` to every string and masks the value of
 every key that names a secret (password, secret, token, api_key, ...).
 
 A URL's password is its userinfo after the first ':' up to the LAST '@' of the URL (RFC 3986 userinfo; a
@@ -12,6 +12,7 @@ report the percent-decoded password (``%2F`` -> ``/``), so ``secrets_of(url)`` g
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Iterable, Optional
 from urllib.parse import unquote
@@ -73,7 +74,8 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
-    """A copy of ``obj`` (dicts, lists, tuples, strings, scalars) with secrets masked."""
+    """A copy of ``obj`` (dicts, lists, tuples, dataclass instances such as the report's sections and blocks,
+    strings, scalars) with secrets masked."""
     secrets = tuple(secrets)
     if isinstance(obj, str):
         return redact_text(obj, secrets)
@@ -81,4 +83,7 @@ def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
         return {k: (MASK if is_secret_key(k) and v not in (None, "") else redact(v, secrets)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(redact(v, secrets) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: redact(getattr(obj, f.name), secrets)
+                                          for f in dataclasses.fields(obj) if f.init})
     return obj

@@ -230,15 +230,19 @@ def test_cli_prints_the_report_path(study_root: Path, tmp_path: Path, capsys) ->
 
 
 def test_storage_password_never_appears(tmp_path: Path, capsys) -> None:
-    from ddpm.report.blocks import Section, Table, Text, redact
+    from ddpm.redact import redact
+    from ddpm.report.blocks import Code, Figure, Section, Table, Text
 
     url = "postgresql://ddpm:s3cretPW@127.0.0.1:1/optuna"  # nothing listens on port 1
     assert main(["report", "tiny", "--storage", url, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "s3cretPW" not in err and "ddpm:***@127.0.0.1" in err
-    sections = [Section("s", "t", [Text(f"storage {url}"), Table(["a"], [[url]])])]
-    redact(sections, ["s3cretPW"])
-    assert "s3cretPW" not in repr(sections)
+    sections = [Section("s", f"t {url}", [Text(f"storage {url}"), Table(["a"], [[url]], caption="s3cretPW"),
+                                         Code("x", title="pw s3cretPW"), Figure("f", b"s3cretPW", "c s3cretPW")])]
+    clean = redact(sections, ["s3cretPW"])
+    assert "s3cretPW" not in repr(clean).replace("b's3cretPW'", "")   # every text field; PNG bytes are not text
+    assert isinstance(clean[0].blocks[3], Figure) and clean[0].blocks[3].png == b"s3cretPW"
+    assert "s3cretPW" in repr(sections)   # a copy: the caller's sections are untouched
 
 
 # ----------------------------------------------------------------------------------------------

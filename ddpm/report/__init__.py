@@ -11,9 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from ddpm.redact import redact_text
+from ddpm.redact import redact, redact_text
 from ddpm.report.best_config import write_best_config
-from ddpm.report.blocks import redact
 from ddpm.report.collect import StudyData, StudyNotFound, collect
 from ddpm.report.html import write_html
 from ddpm.report.markdown import write_markdown
@@ -40,8 +39,7 @@ def write_report(study_name: str, storage: Optional[str] = None, out_dir: str | 
     best = data.best()
     best_yaml = write_best_config(out / "best_config.yaml", data, best)
     write_trials_csv(out / "trials.csv", data)
-    sections = build_sections(ReportContext(data, best, best_yaml, out))
-    redact(sections, data.secrets)
+    sections = redact(build_sections(ReportContext(data, best, best_yaml, out)), data.secrets)
     title = f"Study {data.name}: best-config report"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (f"Written {now} by `ddpm report {data.name}` from the Optuna storage and the trials' run "

@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from ddpm.redact import redact_text
-
 
 @dataclass
 class Text:
@@ -46,23 +44,3 @@ class Section:
     key: str                  # anchor id, e.g. "summary"
     title: str
     blocks: list[Block] = field(default_factory=list)
-
-
-def redact(sections: list[Section], secrets: list[str]) -> None:
-    """Mask every URL password and every known secret (the storage password) in the report's text, in place."""
-    def clean(s: str) -> str:
-        return redact_text(s, secrets)
-
-    for sec in sections:
-        sec.title = clean(sec.title)
-        for b in sec.blocks:
-            if isinstance(b, Text):
-                b.text = clean(b.text)
-            elif isinstance(b, Code):
-                b.text = clean(b.text)
-            elif isinstance(b, Figure):
-                b.caption = clean(b.caption)
-            elif isinstance(b, Table):
-                b.caption = clean(b.caption)
-                b.columns = [clean(c) for c in b.columns]
-                b.rows = [[clean(c) for c in row] for row in b.rows]
