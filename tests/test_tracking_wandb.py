@@ -186,5 +186,10 @@ def test_study_run_logs_history_trials_and_importances(tiny_cfg, wandb_offline):
     assert wb.summary["best/value"] == study.best_value and wb.summary["best/trial"] == study.best_trial.number
     assert wb.summary["n_pruned"] == 1 and wb.summary["n_complete"] == 7
     assert {"importance/diffusion.mask_p", "importance/model.num_feat"} <= set(wb.summary)
+    # the report's numbers (ddpm.report.figures) are the ones W&B shows: one function, one evaluator
+    from ddpm.report.figures import param_importances
+
+    _, report_numbers = param_importances(study, 0, "value")
+    assert report_numbers == {k: wb.summary[f"importance/{k}"] for k in report_numbers}
     assert any(k.startswith("study/trials") for h in wb.history for k in h)
     assert any(k.startswith("study/param_importances") for h in wb.history for k in h)

@@ -50,15 +50,15 @@ def optimisation_history(study: optuna.Study, index: int, name: str) -> bytes:
 
 
 def param_importances(study: optuna.Study, index: int, name: str) -> tuple[bytes, dict[str, float]]:
-    """Optuna's parameter importances (its default evaluator) for objective ``index``: chart and numbers."""
-    from optuna.importance import get_param_importances
+    """Parameter importances for objective ``index`` (``ddpm.sweeps.importance``, the evaluator the W&B
+    study run uses): chart and numbers."""
     from optuna.visualization.matplotlib import plot_param_importances
 
-    target = None if len(study.directions) == 1 else (lambda t: t.values[index])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        numbers = get_param_importances(study, target=target)
-    chart = _optuna_plot(lambda: plot_param_importances(study, target=target, target_name=name))
+    from ddpm.sweeps.importance import importance_evaluator, objective_target, param_importances as numbers_of
+
+    numbers = numbers_of(study, index)
+    chart = _optuna_plot(lambda: plot_param_importances(study, importance_evaluator(),
+                                                        target=objective_target(study, index), target_name=name))
     return chart, numbers
 
 

@@ -18,6 +18,7 @@ from ddpm.registry import Registry
 from ddpm.report import figures
 from ddpm.report.blocks import Code, Figure, Section, Table, Text
 from ddpm.report.collect import StudyData, TrialData
+from ddpm.sweeps.importance import EVALUATOR
 from ddpm.sweeps.metrics import omega_at_edge, throughput_text
 from ddpm.sweeps.verdict import fmt_interval, objective_score, study_verdict, ties
 
@@ -391,8 +392,8 @@ def importances(ctx: ReportContext) -> Section:
         except Exception as e:
             blocks.append(Text(f"Optuna could not compute importances for {o.metric}: {e}", note=True))
             continue
-        blocks.append(Figure(f"importances-{i}", chart, f"Optuna parameter importances for {o.metric} "
-                                                        "(optuna.importance, its default evaluator)."))
+        blocks.append(Figure(f"importances-{i}", chart, f"Parameter importances for {o.metric} "
+                                                        f"(optuna.importance, evaluator {EVALUATOR})."))
         blocks.append(Table(["parameter", f"importance for {o.metric}"],
                             [[k, f"{v:.3f}"] for k, v in numbers.items()]))
     if len(d.completed) < 10:

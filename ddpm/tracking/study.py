@@ -9,6 +9,7 @@ from typing import Any, Optional
 from ddpm.config import ExperimentConfig, TrackingConfig
 from ddpm.progress import console
 from ddpm.redact import redact
+from ddpm.sweeps.importance import EVALUATOR, param_importances as importances_of
 from ddpm.tracking.base import RunSpec
 from ddpm.tracking.wandb_run import WandbTracker, resolve_mode
 
@@ -18,18 +19,15 @@ def _finite(v: Any) -> bool:
 
 
 def param_importances(study: Any) -> dict[str, float]:
-    """fANOVA importances (Hutter et al. 2014) via Optuna; PED-ANOVA when scikit-learn is missing; {} when
-    fewer than two trials completed or the study is multi-objective."""
+    """The report's importances (``ddpm.sweeps.importance``, same evaluator); {} when fewer than two trials
+    completed or the study is multi-objective."""
     import optuna
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < 2 or len(study.directions) != 1 or not any(t.params for t in complete):
         return {}
     try:
-        return dict(optuna.importance.get_param_importances(study))
-    except ImportError:
-        return dict(optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()))
+        return importances_of(study)
     except (RuntimeError, ValueError) as e:  # e.g. every trial has the same params
         console.print(f"[yellow]warning: no parameter importances for study {study.study_name}: {e}[/]")
         return {}
@@ -73,19 +71,12 @@ def log_study(study: Any, group: Optional[str] = None, cfg: Optional[ExperimentC
         row.update({f"params/{k}": v for k, v in t.params.items() if _finite(v)})
         tracker.log(row)
 
-    param_keys = sorted({k for t in trials for k in t.params})
-    columns = ["trial", "state", "value", "seconds", *param_keys]
-    table = wandb.Table(columns=columns)
-    for t in trials:
-        value = (list(t.values) if multi else t.values[0]) if t.values else None
-        seconds = t.duration.total_seconds() if t.duration is not None else None
-        table.add_data(t.number, t.state.name.lower(), value, seconds, *[_cell(t.params.get(k)) for k in param_keys])
-    data: dict[str, Any] = {"study/trials": table}
+    data: dict[str, Any] = {"study/trials": _trials_table(trials, multi)}
     importances = param_importances(study)
     if importances:
         imp = wandb.Table(columns=["param", "importance"], data=[[k, v] for k, v in importances.items()])
         data["study/param_importances"] = wandb.plot.bar(imp, "param", "importance",
-                                                         title="parameter importance (fANOVA)")
+                                                         title=f"parameter importance ({EVALUATOR})")
     tracker.log(data)
 
     states = [t.state.name.lower() for t in trials]
@@ -99,6 +90,19 @@ def log_study(study: Any, group: Optional[str] = None, cfg: Optional[ExperimentC
     run_id = tracker.run_id
     tracker.finish("complete")
     return run_id
+
+
+def _trials_table(trials: list[Any], multi: bool) -> Any:
+    """One W&B table row per trial: number, state, value(s), seconds and every searched parameter."""
+    import wandb
+
+    param_keys = sorted({k for t in trials for k in t.params})
+    table = wandb.Table(columns=["trial", "state", "value", "seconds", *param_keys])
+    for t in trials:
+        value = (list(t.values) if multi else t.values[0]) if t.values else None
+        seconds = t.duration.total_seconds() if t.duration is not None else None
+        table.add_data(t.number, t.state.name.lower(), value, seconds, *[_cell(t.params.get(k)) for k in param_keys])
+    return table
 
 
 def _cell(v: Any) -> Any:
