@@ -12,8 +12,6 @@ against steps on a trained checkpoint finds the cheapest setting within noise of
 from __future__ import annotations
 
 import math
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +25,7 @@ import torch
 from ddpm.config import ExperimentConfig, config_from_dict, set_dotted
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.grids import grid_labels
+from ddpm.machine import load_avg, machine_info
 from ddpm.runtime import resolve_device, sampling_options
 from ddpm.samplers import make_sampler
 from ddpm.train import train
@@ -75,33 +74,6 @@ class BenchSettings:
 
 # ----------------------------------------------------------------------------------------------
 # measurements
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    cpu, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                            "interop_threads": torch.get_num_interop_threads(),
-                            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-                            "torch": torch.__version__, "device": device.type,
-                            "host": platform.node(), "load_avg": _load_avg()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
-def _load_avg() -> Optional[list[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def path_config(base: ExperimentConfig, path: str, width: int, s: BenchSettings,
@@ -306,7 +278,7 @@ def run_bench(base: ExperimentConfig, s: BenchSettings, ablate_width: Optional[i
 
 def _finish(result: dict[str, Any], started: float, on_update: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     result["targets"] = targets(result)
-    result["machine"]["load_avg_end"] = _load_avg()
+    result["machine"]["load_avg_end"] = load_avg()
     result["seconds"] = time.perf_counter() - started
     on_update(result)
     return result

@@ -5,15 +5,14 @@ its section does not apply (e.g. the Pareto front of a single-objective study).
 """
 from __future__ import annotations
 
-import math
-import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import yaml
 
+from ddpm.formatting import fmt, fmt_seconds
+from ddpm.machine import machine_text
 from ddpm.registry import Registry
 from ddpm.report import figures
 from ddpm.report.blocks import Code, Figure, Section, Table, Text
@@ -41,34 +40,6 @@ register_section: Callable[[str], Callable[[SectionBuilder], SectionBuilder]] = 
 
 def build_sections(ctx: ReportContext) -> list[Section]:
     return [s for s in (build(ctx) for build in SECTIONS.values()) if s is not None]
-
-
-# ----------------------------------------------------------------------------------------------
-# formatting
-
-
-def fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        return f"{v:.4g}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(fmt(x) for x in v)
-    return str(v)
-
-
-def fmt_seconds(s: Optional[float]) -> str:
-    if s is None:
-        return "–"
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.2f} h"
 
 
 def _spec_name(spec: dict[str, Any], key: str) -> str:
@@ -130,12 +101,12 @@ def _environment(data: StudyData) -> str:
     if recorded:
         parts.append(f"Environment: {recorded}.")
     elif hosts == [socket.gethostname()]:
-        parts.append(f"Environment: the trials ran on this machine, {_machine()}, with `train.device` = "
+        parts.append(f"Environment: the trials ran on this machine, {machine_text()}, with `train.device` = "
                      f"{', '.join(devices) or 'auto'}.")
     else:
         where = f" on host(s) {', '.join(hosts)}" if hosts else ""
         parts.append(f"Environment: the trials ran{where} with `train.device` = {', '.join(devices) or 'auto'} "
-                     f"(auto = CUDA when present, else CPU); this report was written on {_machine()}.")
+                     f"(auto = CUDA when present, else CPU); this report was written on {machine_text()}.")
     if cfgs:
         epochs = [c.get("train", {}).get("epochs") for c in cfgs]
         limits = [c.get("data", {}).get("limit") for c in cfgs]
@@ -150,25 +121,6 @@ def _environment(data: StudyData) -> str:
             parts.append("This is a short study: it ranks configs at a small budget; its models are not "
                          "converged and its FIDs are not comparable to fully trained ones.")
     return " ".join(parts)
-
-
-def _machine() -> str:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"a GPU machine ({torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores)"
-    except Exception:
-        pass
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"a CPU machine ({model}, {os.cpu_count()} cores, no GPU)"
 
 
 # ----------------------------------------------------------------------------------------------
