@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from ddpm.cli import Command, number, register_command
 from ddpm.errors import ConfigError
+from ddpm.formatting import fmt
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -165,9 +166,9 @@ The URL may also come from the DDPM_SWEEP_STORAGE environment variable (keeps th
 def _study_storages(storage: Optional[str], out_dir: str) -> list[str]:
     if storage:
         return [storage]
-    from ddpm.sweeps.storage import default_storage_url
+    from ddpm.sweeps.storage import local_study_storages
 
-    return [default_storage_url(out_dir, p.parent.name) for p in sorted(Path(out_dir).glob("*/study.db"))]
+    return local_study_storages(out_dir)
 
 
 @register_command("studies")
@@ -286,9 +287,7 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return fmt(v, digits=3, missing="-")
 
 
 @register_command("trials")
