@@ -20,7 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.redact import redact_url, secrets_of
-from ddpm.sweeps.storage import default_storage_url, local_storage_file, open_storage_readonly, reading
+from ddpm.sweeps.storage import (default_storage_url, local_storage_file, local_study_storages, open_storage_readonly,
+                                  reading)
 
 
 class StudyNotFound(DDPMError):
@@ -48,9 +49,9 @@ def _open_storage(url: str, study_name: str) -> Any:
 def _sqlite_neighbours() -> list[str]:
     """Study names found in the default per-study SQLite files under runs/ (for the error hint)."""
     names: list[str] = []
-    for db in sorted(Path("runs").glob("*/*.db")):
+    for url in local_study_storages("runs"):
         try:
-            names += [s.study_name for s in open_storage_readonly(f"sqlite:///{db}").get_all_studies()]
+            names += [s.study_name for s in open_storage_readonly(url).get_all_studies()]
         except Exception:
             continue
     return sorted(set(names))

@@ -53,6 +53,11 @@ def default_storage_url(out_dir: str | Path, study: str) -> str:
     return f"sqlite:///{Path(out_dir) / study / 'study.db'}"
 
 
+def local_study_storages(out_dir: str | Path = "runs") -> list[str]:
+    """The studies on disk: URLs of the default per-study storages ``<out_dir>/<study>/study.db``."""
+    return [default_storage_url(out_dir, p.parent.name) for p in sorted(Path(out_dir).glob("*/study.db"))]
+
+
 def scheme_of(url: str) -> str:
     head = url.split(":", 1)[0].lower() if ":" in url else ""
     return head.split("+", 1)[0]
