@@ -355,3 +355,17 @@ def test_ddpm_eval_bad_inputs_give_one_line_errors(case, tmp_path, capsys, tiny_
 def test_train_classifier_rejects_unknown_dataset(capsys):
     assert main(["eval", "train-classifier", "--dataset", "cifar"]) == 2
     assert "--dataset 'cifar'" in capsys.readouterr().err
+
+
+def test_one_best_row_for_eval_and_the_sweep_objective() -> None:
+    from ddpm.sweeps.metrics import OBJECTIVE_METRICS, best_guidance_row
+
+    nan, inf = float("nan"), float("inf")
+    rows = [{"omega": 0.0, "fid": nan, "accuracy": 0.5}, {"omega": 1.0, "fid": 30.0, "accuracy": 0.9},
+            {"omega": 2.0, "fid": 20.0, "accuracy": inf}, {"omega": 3.0, "fid": 20.0, "accuracy": None}]
+    assert best_row(rows)["omega"] == 2.0                         # lowest FID; NaN loses; first of equals
+    assert best_row(rows, "accuracy")["omega"] == 1.0             # highest accuracy; inf and None lose
+    assert best_row(rows, "fid", lower=False)["omega"] == 1.0     # the sense can be given
+    for name in ("fid", "accuracy"):                              # the objective picks the same row
+        assert best_guidance_row(rows, OBJECTIVE_METRICS[name]) is best_row(rows, name)
+    assert best_row([{"omega": 4.0, "fid": nan}, {"omega": 5.0, "fid": nan}])["omega"] == 4.0   # all lose: first

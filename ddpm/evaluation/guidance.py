@@ -17,7 +17,7 @@ import torch
 from ddpm.config import ExperimentConfig
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.errors import ConfigError
-from ddpm.evaluation.classifier import EvalClassifier, get_classifier
+from ddpm.evaluation.classifier import EvalClassifier, accuracy, get_classifier
 from ddpm.evaluation.metrics import INTERVAL_LEVEL, INTERVAL_METHODS, fid_to_test, image_scores, real_floor
 from ddpm.grids import cycle_labels, save_grid
 from ddpm.io import atomic_write_json
@@ -139,13 +139,19 @@ def json_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def best_row(rows: list[dict[str, Any]], key: str = "fid") -> dict[str, Any]:
-    """The row with the best ``key`` (lowest FID/floor/seconds, highest accuracy/diversity); NaNs lose."""
-    lower = LOWER_IS_BETTER.get(key, True)
-    valid = [r for r in rows if r.get(key) is not None and not math.isnan(float(r[key]))]
-    if not valid:
-        raise ValueError(f"no row has a usable {key!r}")
-    return (min if lower else max)(valid, key=lambda r: float(r[key]))
+def best_row(rows: list[dict[str, Any]], key: str = "fid", lower: Optional[bool] = None) -> dict[str, Any]:
+    """The row (one omega) with the best ``key``: lowest when ``lower`` (default: ``LOWER_IS_BETTER``, i.e.
+    lowest FID/floor/seconds/KID, highest accuracy/diversity), else highest. Missing, NaN and infinite values
+    lose; the first of equals wins. The one best-row selection (``ddpm eval``, eval.json and the sweep
+    objective via ``ddpm.sweeps.metrics.best_guidance_row``). ``rows`` must not be empty."""
+    if not rows:
+        raise ValueError("no guidance rows to choose from")
+    sign = 1.0 if (LOWER_IS_BETTER.get(key, True) if lower is None else lower) else -1.0
+
+    def score(r: dict[str, Any]) -> float:
+        v = r.get(key)
+        return math.inf if v is None or not math.isfinite(float(v)) else sign * float(v)
+    return min(rows, key=score)
 
 
 def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, n: int = 100, omega: Optional[float] = None,
@@ -164,4 +170,4 @@ def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, n: int = 100, om
     images = generate(model, cfg, labels, w, sampler, min(steps, cfg.diffusion.T), eta, dev, seed, batch_size=n)
     feats, preds = clf.features_and_predictions(images)
     return {"sample_fid": fid_to_test(clf, feats, cfg.data.root, split, val_size),
-            "sample_accuracy": float((preds == labels).double().mean())}
+            "sample_accuracy": accuracy(preds, labels)}

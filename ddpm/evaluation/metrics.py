@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ddpm.data import HELD_OUT
-from ddpm.evaluation.classifier import EvalClassifier, cache_dir, classifier_train_split, split01
+from ddpm.evaluation.classifier import EvalClassifier, accuracy, cache_dir, classifier_train_split, split01
 from ddpm.io import atomic_write_bytes, atomic_write_json
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -87,7 +87,7 @@ def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike) -> float:
 
 def conditional_accuracy(clf: EvalClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of images the classifier assigns to the requested label (images in [0, 1], (N,1,28,28))."""
-    return float((clf.predict(images) == labels.cpu().long()).double().mean())
+    return accuracy(clf.predict(images), labels)
 
 
 def intra_class_distances(feats: ArrayLike, labels: torch.Tensor | np.ndarray) -> dict[int, float]:
@@ -254,9 +254,13 @@ def image_metrics(clf: EvalClassifier, images: torch.Tensor, labels: torch.Tenso
                   root: Optional[str] = None, split: str = "test", val_size: int = HELD_OUT) -> dict[str, float]:
     """FID to the reference split (default test), conditional accuracy and diversity from one forward pass."""
     feats, preds = clf.features_and_predictions(images)
-    labels = labels.cpu().long()
-    return {"fid": fid_to_test(clf, feats, root, split, val_size),
-            "accuracy": float((preds == labels).double().mean()),
+    return _point_scores(clf, feats, preds, labels.cpu().long(), root, split, val_size)
+
+
+def _point_scores(clf: EvalClassifier, feats: ArrayLike, preds: torch.Tensor, labels: torch.Tensor,
+                  root: Optional[str], split: str, val_size: int) -> dict[str, Optional[float]]:
+    """FID, conditional accuracy and diversity of one scored set, from its features and predictions."""
+    return {"fid": fid_to_test(clf, feats, root, split, val_size), "accuracy": accuracy(preds, labels),
             "diversity": diversity_score(clf, None, labels, feats=feats, root=root, split=split, val_size=val_size)}
 
 
@@ -494,9 +498,6 @@ def image_scores(clf: EvalClassifier, images: torch.Tensor, labels: torch.Tensor
     """``image_metrics`` plus ``score_intervals``, from one forward pass, against the reference ``split``."""
     feats, preds = clf.features_and_predictions(images)
     labels = labels.cpu().long()
-    correct = preds == labels
-    out: dict[str, Optional[float]] = {
-        "fid": fid_to_test(clf, feats, root, split, val_size), "accuracy": float(correct.double().mean()),
-        "diversity": diversity_score(clf, None, labels, feats=feats, root=root, split=split, val_size=val_size)}
-    out.update(score_intervals(clf, feats, correct, labels, root, seed, split, val_size))
+    out = _point_scores(clf, feats, preds, labels, root, split, val_size)
+    out.update(score_intervals(clf, feats, preds.cpu() == labels, labels, root, seed, split, val_size))
     return out

@@ -90,15 +90,11 @@ register_prune_metric(PruneMetric("test_loss", "minimize", False, selection_loss
 
 
 def best_guidance_row(rows: list[Row], metric: ObjectiveMetric) -> Row:
-    """The row (one omega) that is best by ``metric``; NaN rows lose."""
-    assert metric.row_key is not None and rows
-    key = metric.row_key
-    sign = 1.0 if metric.direction == "minimize" else -1.0
+    """The row (one omega) that is best by ``metric`` (``ddpm.evaluation.guidance.best_row``); NaN rows lose."""
+    from ddpm.evaluation.guidance import best_row
 
-    def score(r: Row) -> float:
-        v = r.get(key)
-        return math.inf if v is None or not math.isfinite(float(v)) else sign * float(v)
-    return min(rows, key=score)
+    assert metric.row_key is not None and rows
+    return best_row(rows, metric.row_key, lower=metric.direction == "minimize")
 
 
 def throughput(trials: list[Any]) -> Optional[dict[str, float]]:
