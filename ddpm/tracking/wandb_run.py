@@ -15,7 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
 from rich.markup import escape
@@ -351,21 +351,20 @@ class WandbTracker(Tracker):
         except Exception as e:
             self._fail("log_guidance", e)
 
-    def log(self, values: dict[str, Any]) -> None:
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> None:
+        """``fn(run)`` while a run is open; a W&B failure goes to ``_fail``, never to the caller."""
         if self._run is None:
             return
         try:
-            self._run.log(values)
+            fn(self._run)
         except Exception as e:
-            self._fail("log", e)
+            self._fail(what, e)
+
+    def log(self, values: dict[str, Any]) -> None:
+        self._call("log", lambda run: run.log(values))
 
     def log_summary(self, values: dict[str, Any]) -> None:
-        if self._run is None:
-            return
-        try:
-            self._run.summary.update(redact(values))
-        except Exception as e:
-            self._fail("log_summary", e)
+        self._call("log_summary", lambda run: run.summary.update(redact(values)))
 
     @property
     def active(self) -> bool:
