@@ -77,6 +77,19 @@ def test_urls_without_password_are_left_alone():
     assert secrets_of("sqlite:///runs/a@b/study.db") == [] and secrets_of(None) == []
 
 
+def test_stored_sweep_spec_masks_the_storage_password_wherever_it_recurs():
+    from types import SimpleNamespace
+
+    from ddpm.sweeps.runner import redacted_spec
+
+    pw = "p/w@x%40y"
+    url = f"postgresql://ddpm:{pw}@db:5432/optuna"
+    raw = {"study": "s", "storage": url, "description": f"copied from {unquote(pw)}", "sampler": {"seed": 1}}
+    stored = redacted_spec(SimpleNamespace(raw=raw))
+    assert stored["storage"] == "postgresql://ddpm:***@db:5432/optuna" and stored["description"] == "copied from ***"
+    assert stored["sampler"] == {"seed": 1} and raw["storage"] == url     # the spec itself is untouched
+
+
 @pytest.mark.parametrize("pw", HOSTILE)
 def test_unreachable_storage_error_hides_the_password(pw, capsys):
     url = f"postgresql://ddpm:{pw}@127.0.0.1:1/db1"   # nothing listens on port 1

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 
 from ddpm.errors import ConfigError
 from ddpm.progress import console
+from ddpm.redact import redact, secrets_of
 from ddpm.sweeps.grid import enqueue_grid
 from ddpm.sweeps.locks import StudyLock, study_lock
 from ddpm.sweeps.objective import SweepObjective
@@ -55,10 +56,9 @@ def _heartbeat(spec: SweepSpec, url: str) -> Optional[Heartbeat]:
 
 
 def redacted_spec(spec: SweepSpec) -> dict[str, Any]:
-    raw = copy.deepcopy(spec.raw)
-    if isinstance(raw.get("storage"), str):
-        raw["storage"] = redact_url(raw["storage"])
-    return raw
+    """The sweep file as stored with the study: URL passwords (the storage's wherever it recurs) masked."""
+    storage = spec.raw.get("storage")
+    return redact(spec.raw, secrets_of(storage) if isinstance(storage, str) else ())
 
 
 def worker_seed(seed: Optional[int], worker: Optional[int]) -> Optional[int]:
