@@ -79,8 +79,7 @@ class Sampling:
                omega: Optional[float] = None, batch_size: Optional[int] = None, to_cpu: bool = False,
                show_progress: bool = False) -> torch.Tensor:
         """Images in [0, 1] for ``labels`` at ``omega`` (default: this sampling's), ``batch_size`` at a time
-        from the one ``generator`` (so the result does not depend on how many batches ran before);
-        ``to_cpu`` moves each batch off the device as it is done."""
+        (None: all at once) from the one ``generator``; ``to_cpu`` moves each batch off the device when done."""
         w = self.omega if omega is None else float(omega)
         step = len(labels) if batch_size is None else batch_size
         out = []
