@@ -34,9 +34,10 @@ def check_steps(steps: Optional[int], T: int, key: str = "sample.steps") -> Opti
     check of a sampling step count: configs, ``ddpm sample``/``eval`` flags and library calls)."""
     if steps is None:
         return None
-    label = f"{key} " if key.startswith("-") else f"{key} = "   # `--steps 500`, `sample.steps = 500`
+    flag = key.startswith("-")                                  # `--steps 500` vs `sample.steps = 500`
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ConfigError(f"{label}{steps!r}: must lie in 1..{T} (the model's diffusion.T) or be null (all T steps)")
+        raise ConfigError(f"{key}{' ' if flag else ' = '}{steps!r}: must lie in 1..{T} (the model's diffusion.T)"
+                          f"{'' if flag else ' or be null (all T steps)'}")
     return steps
 
 
