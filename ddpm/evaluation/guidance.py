@@ -35,16 +35,16 @@ def _device(model: ConditionalDDPM, device: Optional[str | torch.device]) -> tor
     return torch.device(device) if device is not None else next(model.parameters()).device
 
 
-def generate(model: ConditionalDDPM, cfg: ExperimentConfig, labels: torch.Tensor, omega: float,
-             sampler: Optional[str], steps: Optional[int], eta: Optional[float], device: torch.device, seed: int = 0,
-             batch_size: int = 500, show_progress: bool = False) -> torch.Tensor:
+def generate(model: ConditionalDDPM, cfg: ExperimentConfig, labels: torch.Tensor, omega: Optional[float],
+             sampler: Optional[str], steps: Optional[int], eta: Optional[float], device: torch.device,
+             seed: int = 0, batch_size: int = 500, show_progress: bool = False) -> torch.Tensor:
     """Images in [0, 1] for ``labels`` at guidance weight ``omega``, on the CPU, in batches from one generator
-    (None for sampler/steps/eta: the config's; steps outside 1..T: a ConfigError)."""
+    (None for omega/sampler/steps/eta: the config's; steps outside 1..T: a ConfigError)."""
     sampling = Sampling.from_config(cfg, device, sampler=sampler, steps=steps, eta=eta)
     return _draw(sampling, model, labels, omega, seed, batch_size, show_progress)
 
 
-def _draw(sampling: Sampling, model: ConditionalDDPM, labels: torch.Tensor, omega: float, seed: int,
+def _draw(sampling: Sampling, model: ConditionalDDPM, labels: torch.Tensor, omega: Optional[float], seed: int,
           batch_size: int, show_progress: bool) -> torch.Tensor:
     g = torch.Generator(device=sampling.device).manual_seed(seed)
     return sampling.sample(model.to(sampling.device), labels, g, omega=omega, batch_size=batch_size, to_cpu=True,
@@ -109,7 +109,8 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
         atomic_write_json(out / "eval.json", {
             "checkpoint": checkpoint, "dataset": cfg.data.dataset, "split": split,
             "reference_images": _reference_text(split, val_size), "sampler": sampling.name,
-            "steps": sampling.steps, "eta": sampling.eta, "n": n, "seed": seed, "classifier_test_accuracy": clf.test_accuracy,
+            "steps": sampling.steps, "eta": sampling.eta, "n": n, "seed": seed,
+            "classifier_test_accuracy": clf.test_accuracy,
             "classifier": clf.key, "interval": {"level": INTERVAL_LEVEL, **INTERVAL_METHODS}, "rows": rows, "best": best_row(rows) if rows else None,
             "config": cfg.to_dict()})
     return rows
@@ -145,16 +146,16 @@ def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, n: int = 100, om
                  steps: int = 20, sampler: str = "ddim", seed: int = 0, eta: float = 0.0,
                  device: Optional[str | torch.device] = None,
                  classifier: Optional[EvalClassifier] = None, split: str = "val") -> dict[str, float]:
-    """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps at most:
-    a budget, capped at the model's T; the config's omega unless given) -> ``sample_fid`` (classifier-feature FID to the reference ``split``,
-    by default the validation split) and ``sample_accuracy``. The same n, seed and step count make it
+    """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps at
+    most: a budget, capped at the model's T; the config's omega unless given) -> ``sample_fid``
+    (classifier-feature FID to the reference ``split``, by default the validation split) and ``sample_accuracy``. The same n, seed and step count make it
     comparable across schedules and T."""
     split, val_size = reference_split(cfg, split)
     dev = _device(model, device)
     clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev)
-    w = cfg.sample.omega if omega is None else omega
     labels = cycle_labels(n, cfg.model.num_classes)
-    images = generate(model, cfg, labels, w, sampler, cap_steps(steps, cfg.diffusion.T), eta, dev, seed, batch_size=n)
+    images = generate(model, cfg, labels, omega, sampler, cap_steps(steps, cfg.diffusion.T), eta, dev, seed,
+                      batch_size=n)
     feats, preds = clf.features_and_predictions(images)
     return {"sample_fid": fid_to_test(clf, feats, cfg.data.root, split, val_size),
             "sample_accuracy": float((preds == labels).double().mean())}
