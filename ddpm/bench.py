@@ -26,8 +26,8 @@ from ddpm.config import ExperimentConfig, config_from_dict, set_dotted
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.grids import grid_labels
 from ddpm.machine import load_avg, machine_info
-from ddpm.runtime import resolve_device, sampling_options
-from ddpm.samplers import make_sampler
+from ddpm.runtime import resolve_device
+from ddpm.sampling import Sampling, sampling_options
 from ddpm.train import train
 
 FORMAT = "ddpm-bench/1"
@@ -110,18 +110,15 @@ def measure_sampling(model: ConditionalDDPM, cfg: ExperimentConfig, s: BenchSett
                      ) -> dict[str, Any]:
     """Seconds per guided sampling step of a ``grid_images`` grid on ``cfg.train.path``."""
     device = next(model.parameters()).device
-    t = cfg.train
-    fast = t.path == "fast"
-    labels = grid_labels(cfg.model.num_classes, max(1, s.grid_images // cfg.model.num_classes)).to(device)
-    kwargs: dict[str, Any] = sampling_options(t, device)
-    if s.cuda_graphs and fast and device.type == "cuda":
-        kwargs["cuda_graph"] = True
-    g = torch.Generator(device=device).manual_seed(t.seed + 1)
-    make_sampler(sampler, 1, eta, batched_guidance=fast).sample(model, labels, 2.0, generator=g, **kwargs)  # warm-up
+    labels = grid_labels(cfg.model.num_classes, max(1, s.grid_images // cfg.model.num_classes))
+    g = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
     n = steps if timed_steps is None else min(timed_steps, steps)
+    warm, timed = (Sampling.from_config(cfg, device, sampler=sampler, steps=k, eta=eta, omega=2.0,
+                                        cuda_graph=s.cuda_graphs) for k in (1, n))
+    warm.sample(model, labels, g)  # warm-up: one step
     _sync(device)
     start = time.perf_counter()
-    make_sampler(sampler, n, eta, batched_guidance=fast).sample(model, labels, 2.0, generator=g, **kwargs)
+    timed.sample(model, labels, g)
     _sync(device)
     per_step = (time.perf_counter() - start) / n
     return {"sampler": sampler, "steps": steps, "eta": eta, "images": len(labels), "seconds_per_step": per_step,

@@ -336,7 +336,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
     """Reject a config no run should start from, in one line naming the key. ``check_endpoint=False``
     skips only the terminal alpha_bar_T guard: for reading back what was already trained (checkpoints)."""
     from ddpm.data import DATASETS
-    from ddpm.samplers import SAMPLERS
+    from ddpm.samplers import SAMPLERS, check_steps  # the sampler registry; imports no model
     from ddpm.schedules import SCHEDULES
 
     d, m, t, s = cfg.diffusion, cfg.model, cfg.train, cfg.sample
@@ -396,8 +396,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
     if t.sample_chunk is not None and t.sample_chunk < 1:
         raise bad("train.sample_chunk", t.sample_chunk, "must be >= 1 or null (64 on a CPU, whole batch on a GPU)")
     _choice(f"{source}: sample.sampler", s.sampler, sorted(SAMPLERS))
-    if s.steps is not None and not 1 <= s.steps <= d.T:
-        raise bad("sample.steps", s.steps, f"must lie in 1..diffusion.T ({d.T}) or be null")
+    check_steps(s.steps, d.T, f"{source}: sample.steps")
     if s.eta < 0:
         raise bad("sample.eta", s.eta, "must be >= 0")
     _choice(f"{source}: tracking.wandb", cfg.tracking.wandb, ["auto", "online", "offline", "disabled"])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
@@ -69,19 +69,6 @@ def autocast_dtype(t: TrainConfig, device: torch.device) -> Optional[torch.dtype
 
 def memory_format(t: TrainConfig) -> torch.memory_format:
     return torch.channels_last if (t.path == "fast" and t.channels_last) else torch.contiguous_format
-
-
-# images per network pass when sampling on a CPU: 200-image guided passes at width 16-128 took 10-34% less
-# time as 64-image pieces (2-core AMD EPYC, reports/benchmarks/cpu-knobs-2026-11-30.md)
-CPU_SAMPLE_CHUNK = 64
-
-
-def sampling_options(t: TrainConfig, device: torch.device) -> dict[str, Any]:
-    """Keyword arguments of ``Sampler.sample`` for the configured path (one place for every caller)."""
-    fast = t.path == "fast"
-    chunk = t.sample_chunk if t.sample_chunk is not None else (CPU_SAMPLE_CHUNK if device.type == "cpu" else None)
-    return {"autocast_dtype": autocast_dtype(t, device), "memory_format": memory_format(t),
-            "fold_batchnorm": fast and t.fold_batchnorm, "chunk": chunk if fast else None}
 
 
 def seed_everything(seed: int) -> None:

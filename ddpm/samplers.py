@@ -2,26 +2,46 @@
 
 Adding a sampler is one ``Sampler`` subclass plus ``@register_sampler("name")``. Every sampler takes
 integer labels and a guidance weight and returns images denormalised and clamped to [0, 1].
+Callers go through ``ddpm.sampling.Sampling`` (config -> sampler, options, validated steps); this module
+imports no model, so config validation can read ``SAMPLERS`` and ``check_steps`` without a circle.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
-from ddpm.diffusion import ConditionalDDPM
+from ddpm.errors import ConfigError
 from ddpm.progress import progress_steps
 from ddpm.registry import Registry
+
+if TYPE_CHECKING:  # type hints only: importing the model here made config -> samplers -> diffusion -> config
+    from ddpm.diffusion import ConditionalDDPM
 
 SAMPLERS: Registry[type["Sampler"]] = Registry("sampler", stamp_name=True)
 register_sampler: Callable[[str], Callable[[type["Sampler"]], type["Sampler"]]] = SAMPLERS.register
 
 
+def check_steps(steps: Optional[int], T: int, key: str = "sample.steps") -> Optional[int]:
+    """``steps`` if it is null or an integer in 1..T, else a one-line ConfigError naming ``key`` (the one
+    check of a sampling step count: configs, ``ddpm sample``/``eval`` flags and library calls)."""
+    if steps is None:
+        return None
+    flag = key.startswith("-")                                  # `--steps 500` vs `sample.steps = 500`
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ConfigError(f"{key}{' ' if flag else ' = '}{steps!r}: must lie in 1..{T} (the model's diffusion.T)"
+                          f"{'' if flag else ' or be null (all T steps)'}")
+    return steps
+
+
 def timestep_subsequence(T: int, steps: Optional[int]) -> list[int]:
-    """Evenly spaced time steps T = tau_S > ... > tau_1 >= 1 (all of T..1 when steps is None or T)."""
+    """Evenly spaced time steps T = tau_S > ... > tau_1 >= 1 (all of T..1 when steps is None or T).
+    One step is the single jump T -> 0 (x_T is pure noise, so the step must start at T, not at 1)."""
     if steps is None or steps >= T:
         return list(range(T, 0, -1))
+    if steps == 1:
+        return [T]
     taus = torch.linspace(1, T, steps, dtype=torch.float64).round().long().unique().tolist()
     return sorted(taus, reverse=True)
 
@@ -106,12 +126,8 @@ def _cuda_graph_eps(model: ConditionalDDPM, x: torch.Tensor, c: torch.Tensor, om
 
 
 def _abar(model: ConditionalDDPM, t: int) -> float:
-    """alpha_bar_t as a Python float from a host-side copy of the table (no device sync per step)."""
-    table = getattr(model.schedule, "_alpha_bar_host", None)
-    if table is None or len(table) != model.schedule.alpha_t_bar.shape[0]:
-        table = model.schedule.alpha_t_bar.tolist()
-        model.schedule._alpha_bar_host = table  # type: ignore[assignment]
-    return table[t]
+    """alpha_bar_t as a Python float from the schedule's host-side table (no device sync per step)."""
+    return model.schedule.alpha_bar_host[t]
 
 
 @register_sampler("ddpm")
@@ -153,6 +169,5 @@ class DDIMSampler(Sampler):
 def make_sampler(name: str, steps: Optional[int] = None, eta: float = 0.0,
                  batched_guidance: bool = True) -> Sampler:
     if name not in SAMPLERS:
-        from ddpm.errors import ConfigError
         raise ConfigError(f"sampler {name!r}: unknown; valid: {', '.join(sorted(SAMPLERS))}")
     return SAMPLERS[name](steps=steps, eta=eta, batched_guidance=batched_guidance)

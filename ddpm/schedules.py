@@ -116,6 +116,9 @@ class NoiseSchedule(torch.nn.Module):
         }
         for k, v in table.items():
             self.register_buffer(k, v.float(), persistent=False)
+        # alpha_bar_t for t = 0..T as Python floats, the same float32 values as the buffer: samplers read
+        # it once per step on the host, so no step waits on a device -> host copy
+        self.alpha_bar_host: list[float] = self.alpha_t_bar.tolist()
 
     def forward(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
         """The seed's ``scheduler(t_s)``: integer t in 1..T of shape (B,), (B,1) or () -> dict of (B,1,1,1)."""

@@ -24,8 +24,8 @@ from ddpm.errors import ConfigError, TrainingDiverged
 from ddpm.grids import grid_labels, save_grid
 from ddpm.io import append_jsonl, read_jsonl
 from ddpm.progress import console, make_progress
-from ddpm.runtime import autocast_dtype, memory_format, resolve_device, sampling_options, seed_everything
-from ddpm.samplers import make_sampler
+from ddpm.runtime import autocast_dtype, memory_format, resolve_device, seed_everything
+from ddpm.sampling import Sampling
 
 
 class Callback:
@@ -191,12 +191,9 @@ def sample_grid(run: TrainState, omega: Optional[float] = None, per_class: int =
                 ) -> torch.Tensor:
     """A (num_classes x per_class) grid from the EMA (or raw) model with the config's sampler."""
     cfg = run.cfg
-    s = cfg.sample
-    sampler = make_sampler(s.sampler, s.steps, s.eta, batched_guidance=cfg.train.path == "fast")
     g = torch.Generator(device=run.device).manual_seed(cfg.train.seed + 1 if seed is None else seed)
-    labels = grid_labels(cfg.model.num_classes, per_class).to(run.device)
-    return sampler.sample(run.eval_model, labels, s.omega if omega is None else omega, generator=g,
-                          show_progress=True, **sampling_options(cfg.train, run.device))
+    labels = grid_labels(cfg.model.num_classes, per_class)
+    return Sampling.from_config(cfg, run.device).sample(run.eval_model, labels, g, omega=omega, show_progress=True)
 
 
 def _payload(run: TrainState, opt, sched, g_data: torch.Generator, g_noise: torch.Generator) -> dict[str, Any]:
@@ -235,12 +232,25 @@ def print_history(history: list[dict[str, Any]], title: str = "training") -> Non
     console.print(table)
 
 
-def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: bool = False,
-          callbacks: Iterable[Callback] = (), quiet: bool = False) -> TrainState:
-    """Train ``cfg`` into ``run_dir`` (default ``cfg.run_dir``); ``resume`` continues from ``last.pt``."""
-    callbacks = list(callbacks)
-    run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
-    t, d = cfg.train, cfg.data
+@dataclass
+class _Loop:
+    """What one run's epochs share besides ``TrainState``: optimiser, generators, data, precision."""
+    opt: torch.optim.Optimizer
+    sched: Any
+    g_data: torch.Generator
+    g_noise: torch.Generator
+    amp_dtype: Optional[torch.dtype]
+    mem: torch.memory_format
+    net: torch.nn.Module = None  # type: ignore[assignment]  # the eager denoiser (saved; compiled copies wrap it)
+    batches: Any = None
+    test: tuple[torch.Tensor, torch.Tensor] = None  # type: ignore[assignment]
+    val: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+
+def _start_run(cfg: ExperimentConfig, run_dir: Path, resume: bool, quiet: bool) -> tuple[TrainState, _Loop]:
+    """Checks, model, optimiser and (with ``resume``) the state of ``last.pt``; then the run folder is
+    repaired and ``config.yaml`` written. Nothing is written before every check passed."""
+    t = cfg.train
     device = resolve_device(t.device)
     data_mod.check_model_fits(cfg)  # before anything is written: a model the data cannot feed is a ConfigError
     seed_everything(t.seed)
@@ -256,8 +266,8 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
     fused = device.type == "cuda" and t.path == "fast"
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=t.lr, fused=fused or None)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=t.milestones, gamma=t.gamma)
-    g_data = torch.Generator().manual_seed(t.seed)
-    g_noise = torch.Generator(device=device).manual_seed(t.seed + 12345)
+    loop = _Loop(opt, sched, torch.Generator().manual_seed(t.seed),
+                 torch.Generator(device=device).manual_seed(t.seed + 12345), amp_dtype, mem)
     run = TrainState(cfg, run_dir, model, ema, device)
 
     if ckpt is not None:
@@ -268,118 +278,156 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
         sched.load_state_dict(ckpt["lr_scheduler"])
         run.epoch, run.best_test_loss, run.history = ckpt["epoch"], ckpt["best_test_loss"], ckpt["history"]
         torch.set_rng_state(ckpt["rng"]["torch"])
-        g_data.set_state(ckpt["rng"]["data"])
-        g_noise.set_state(ckpt["rng"]["noise"])
+        loop.g_data.set_state(ckpt["rng"]["data"])
+        loop.g_noise.set_state(ckpt["rng"]["noise"])
         if not quiet:
             console.print(f"resuming {run_dir} after epoch {run.epoch}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     _repair_run_files(run, ckpt)
     save_config(cfg, run_dir / "config.yaml")
+    return run, loop
 
-    # data: resident tensors on the device (fast path) or the seed's per-sample DataLoader (faithful);
-    # training images exclude the validation split (the training file's last data.val_size images)
+
+def _load_data(run: TrainState, loop: _Loop, quiet: bool) -> None:
+    """Resident tensors on the device (fast path) or the seed's per-sample DataLoader (faithful); training
+    images exclude the validation split (the training file's last data.val_size images)."""
+    t, d, device = run.cfg.train, run.cfg.data, run.device
     test_x, test_y = data_mod.tensors(d.dataset, "test", d.root, d.mean, d.std, d.test_limit)
-    test_x, test_y = test_x.to(device), test_y.to(device)
-    val_x = val_y = None
+    loop.test = (test_x.to(device), test_y.to(device))
     if d.val_size > 0:
         val_x, val_y = data_mod.tensors(d.dataset, "val", d.root, d.mean, d.std, d.val_limit, val_size=d.val_size)
-        val_x, val_y = val_x.to(device), val_y.to(device)
+        loop.val = (val_x.to(device), val_y.to(device))
     elif not quiet and run.epoch < t.epochs:
         console.print("data.val_size = 0: no validation split; best.pt is selected on the test noise loss")
     # the best selection value so far, from the history (a run saved before the split has no val_loss)
     run.best_val_loss = min((r["val_loss"] for r in run.history if "val_loss" in r), default=math.inf)
     if t.path == "fast":
         train_x, train_y = data_mod.tensors(d.dataset, "train", d.root, d.mean, d.std, d.limit, val_size=d.val_size)
-        batches: Any = data_mod.TensorBatches(train_x.to(device), train_y.to(device), t.batch_size, True, g_data)
+        loop.batches = data_mod.TensorBatches(train_x.to(device), train_y.to(device), t.batch_size, True, loop.g_data)
     else:
-        batches = data_mod.faithful_loader(d.dataset, "train", d.root, d.mean, d.std, d.limit, t.batch_size,
-                                           True, g_data, val_size=d.val_size)
-    net = model.network
-    if t.compile and t.path == "fast":
-        model.network = torch.compile(net)  # type: ignore[assignment]
+        loop.batches = data_mod.faithful_loader(d.dataset, "train", d.root, d.mean, d.std, d.limit, t.batch_size,
+                                                True, loop.g_data, val_size=d.val_size)
+
+
+def _compiled(run: TrainState, loop: _Loop) -> None:
+    """``train.compile`` (fast path): the model runs a torch.compile wrapper of the eager ``loop.net``."""
+    if run.cfg.train.compile and run.cfg.train.path == "fast":
+        run.model.network = torch.compile(loop.net)  # type: ignore[assignment]
+
+
+def _train_epoch(run: TrainState, loop: _Loop, epoch: int, progress: Any) -> tuple[float, int, float]:
+    """One pass over the training batches (Algorithm 1 per batch): (loss sum, images, seconds)."""
+    t, device, model = run.cfg.train, run.device, run.model
+    model.train()
+    b_task = progress.add_task(f"epoch {epoch}", total=len(loop.batches), info="")
+    n_img, start = 0, time.perf_counter()
+    # the loss sum stays on the device; CUDA syncs (finite check, progress) every sync_every steps
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    sync_every = 50 if device.type == "cuda" else 1
+    for step, (x, y) in enumerate(loop.batches):
+        x = x.to(device, non_blocking=True).contiguous(memory_format=loop.mem)
+        y = y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=loop.amp_dtype, enabled=loop.amp_dtype is not None):
+            loss = model(x, y, generator=loop.g_noise)
+        if step % sync_every == 0 and not torch.isfinite(loss):
+            raise TrainingDiverged(f"{run.run_dir}: loss is {float(loss.detach())} at epoch {epoch}, image "
+                                   f"{n_img}; lower train.lr (now {t.lr}) or set train.grad_clip")
+        loop.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        loop.opt.step()
+        if run.ema is not None:
+            ema_update(run.ema, model, t.ema_decay, (epoch - 1) * len(loop.batches) + step + 1)  # type: ignore[arg-type]
+        loss_sum += loss.detach().double() * len(x)
+        n_img += len(x)
+        if step % sync_every == 0:
+            progress.update(b_task, advance=1, info=f"loss {float(loss_sum) / n_img:.4f}")
+        else:
+            progress.update(b_task, advance=1)
+    total = float(loss_sum)
+    if not math.isfinite(total):
+        raise TrainingDiverged(f"{run.run_dir}: train loss is {total} in epoch {epoch}; lower train.lr "
+                               f"(now {t.lr}) or set train.grad_clip")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    progress.remove_task(b_task)
+    return total, n_img, time.perf_counter() - start
+
+
+def _epoch_record(run: TrainState, loop: _Loop, epoch: int, total: float, n_img: int, seconds: float
+                  ) -> dict[str, Any]:
+    """Steps the learning rate, then the epoch's row: train/test/val noise loss, lr, throughput, grid."""
+    t = run.cfg.train
+    lr = loop.opt.param_groups[0]["lr"]
+    loop.sched.step()
+    test_loss = test_noise_loss(run.eval_model, *loop.test, t.batch_size, t.seed + 7, loop.amp_dtype, loop.mem)
+    rec: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(n_img, 1), "test_loss": test_loss}
+    if loop.val is not None:   # same fixed generator seed as the test loss: epochs compare like with like
+        rec["val_loss"] = test_noise_loss(run.eval_model, *loop.val, t.batch_size, t.seed + 7, loop.amp_dtype,
+                                          loop.mem)
+    rec.update(lr=lr, images_per_s=n_img / seconds, seconds=seconds)
+    if t.grid_every and (epoch % t.grid_every == 0 or epoch == t.epochs):
+        grid = save_grid(sample_grid(run), run.run_dir / "grids" / f"epoch-{epoch:03d}.png")
+        rec["grid"] = str(grid.relative_to(run.run_dir))
+    return rec
+
+
+def _save_epoch(run: TrainState, loop: _Loop, rec: dict[str, Any]) -> None:
+    """History, best-so-far, ``last.pt`` (and ``best.pt``), then the metrics line."""
+    run.history.append(rec)
+    is_best = rec["test_loss"] < run.best_test_loss     # without a validation split: selection on test
+    if is_best:
+        run.best_test_loss = rec["test_loss"]
+    if loop.val is not None:
+        is_best = rec["val_loss"] < run.best_val_loss
+        if is_best:
+            run.best_val_loss = rec["val_loss"]
+    run.model.network = loop.net  # save the eager module's weights, not the compiled wrapper's
+    payload = _payload(run, loop.opt, loop.sched, loop.g_data, loop.g_noise)
+    # last.pt (the source of truth, history included), then best.pt (the same payload), then the
+    # metrics line: a kill between any two is repaired by the next --resume (_repair_run_files)
+    save_checkpoint(run.last_checkpoint, payload)
+    if is_best:
+        save_checkpoint(run.best_checkpoint, payload)
+    _compiled(run, loop)
+    append_jsonl(run.run_dir / "metrics.jsonl", rec)
+
+
+def _run_epochs(run: TrainState, loop: _Loop, callbacks: list[Callback], quiet: bool) -> None:
+    t = run.cfg.train
+    with make_progress(transient=True) as progress:
+        ep_task = progress.add_task("epochs", total=t.epochs, completed=run.epoch, info="")
+        while run.epoch < t.epochs:
+            epoch = run.epoch + 1
+            rec = _epoch_record(run, loop, epoch, *_train_epoch(run, loop, epoch, progress))
+            run.epoch = epoch
+            for cb in callbacks:
+                cb.on_epoch_metrics(run, rec)
+            _save_epoch(run, loop, rec)
+            if not quiet:
+                _print_epoch(rec, t.epochs)
+            progress.update(ep_task, advance=1)
+            for cb in callbacks:
+                cb.on_epoch_end(run, rec)
+
+
+def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: bool = False,
+          callbacks: Iterable[Callback] = (), quiet: bool = False) -> TrainState:
+    """Train ``cfg`` into ``run_dir`` (default ``cfg.run_dir``); ``resume`` continues from ``last.pt``."""
+    callbacks = list(callbacks)
+    run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
+    run, loop = _start_run(cfg, run_dir, resume, quiet)
+    _load_data(run, loop, quiet)
+    loop.net = run.model.network
+    _compiled(run, loop)
 
     for cb in callbacks:
         cb.on_train_start(run)
     status, reason = "complete", None
     try:
-        with make_progress(transient=True) as progress:
-            ep_task = progress.add_task("epochs", total=t.epochs, completed=run.epoch, info="")
-            while run.epoch < t.epochs:
-                epoch = run.epoch + 1
-                model.train()
-                b_task = progress.add_task(f"epoch {epoch}", total=len(batches), info="")
-                total, n_img, start = 0.0, 0, time.perf_counter()
-                # the loss sum stays on the device; CUDA syncs (finite check, progress) every sync_every steps
-                loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-                sync_every = 50 if device.type == "cuda" else 1
-                for step, (x, y) in enumerate(batches):
-                    x = x.to(device, non_blocking=True).contiguous(memory_format=mem)
-                    y = y.to(device, non_blocking=True)
-                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        loss = model(x, y, generator=g_noise)
-                    if step % sync_every == 0 and not torch.isfinite(loss):
-                        raise TrainingDiverged(f"{run_dir}: loss is {float(loss.detach())} at epoch {epoch}, image "
-                                               f"{n_img}; lower train.lr (now {t.lr}) or set train.grad_clip")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if t.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                    opt.step()
-                    if ema is not None:
-                        ema_update(ema, model, t.ema_decay, (epoch - 1) * len(batches) + step + 1)  # type: ignore[arg-type]
-                    loss_sum += loss.detach().double() * len(x)
-                    n_img += len(x)
-                    if step % sync_every == 0:
-                        total = float(loss_sum)
-                        progress.update(b_task, advance=1, info=f"loss {total / n_img:.4f}")
-                    else:
-                        progress.update(b_task, advance=1)
-                total = float(loss_sum)
-                if not math.isfinite(total):
-                    raise TrainingDiverged(f"{run_dir}: train loss is {total} in epoch {epoch}; lower train.lr "
-                                           f"(now {t.lr}) or set train.grad_clip")
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                seconds = time.perf_counter() - start
-                progress.remove_task(b_task)
-                lr = opt.param_groups[0]["lr"]
-                sched.step()
-                test_loss = test_noise_loss(run.eval_model, test_x, test_y, t.batch_size, t.seed + 7, amp_dtype, mem)
-                rec: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(n_img, 1), "test_loss": test_loss}
-                if val_x is not None:   # same fixed generator seed as the test loss: epochs compare like with like
-                    rec["val_loss"] = test_noise_loss(run.eval_model, val_x, val_y, t.batch_size, t.seed + 7,
-                                                      amp_dtype, mem)
-                rec.update(lr=lr, images_per_s=n_img / seconds, seconds=seconds)
-                if t.grid_every and (epoch % t.grid_every == 0 or epoch == t.epochs):
-                    grid = save_grid(sample_grid(run), run_dir / "grids" / f"epoch-{epoch:03d}.png")
-                    rec["grid"] = str(grid.relative_to(run_dir))
-                run.epoch = epoch
-                for cb in callbacks:
-                    cb.on_epoch_metrics(run, rec)
-                run.history.append(rec)
-                is_best = test_loss < run.best_test_loss     # without a validation split: selection on test
-                if is_best:
-                    run.best_test_loss = test_loss
-                if val_x is not None:
-                    is_best = rec["val_loss"] < run.best_val_loss
-                    if is_best:
-                        run.best_val_loss = rec["val_loss"]
-                model.network = net  # save the eager module's weights, not the compiled wrapper's
-                payload = _payload(run, opt, sched, g_data, g_noise)
-                # last.pt (the source of truth, history included), then best.pt (the same payload), then the
-                # metrics line: a kill between any two is repaired by the next --resume (_repair_run_files)
-                save_checkpoint(run.last_checkpoint, payload)
-                if is_best:
-                    save_checkpoint(run.best_checkpoint, payload)
-                if t.compile and t.path == "fast":
-                    model.network = torch.compile(net)  # type: ignore[assignment]
-                append_jsonl(run_dir / "metrics.jsonl", rec)
-                if not quiet:
-                    _print_epoch(rec, t.epochs)
-                progress.update(ep_task, advance=1)
-                for cb in callbacks:
-                    cb.on_epoch_end(run, rec)
+        _run_epochs(run, loop, callbacks, quiet)
     except KeyboardInterrupt:
         status, reason = "interrupted", "KeyboardInterrupt"
         if not quiet:
@@ -393,7 +441,7 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
         status, reason = _status_of(e)
         raise
     finally:
-        model.network = net
+        run.model.network = loop.net
         run.status = status
         for cb in callbacks:
             try:

@@ -86,15 +86,16 @@ class FusionBlock(nn.Module):
 class ConditionalUnet(nn.Module):
     """eps_theta(x_t, t/T, c): the seed's 2-down / 2-up conditional ResUNet."""
 
-    def __init__(self, in_channels: int = 1, n_feat: int = 64, n_classes: int = 10,
+    def __init__(self, in_channels: int = 1, num_feat: int = 64, num_classes: int = 10,
                  blocks_per_level: int = 1, image_size: int = 28, freeze_embeddings: bool = False):
         super().__init__()
-        self.in_channels, self.n_feat, self.n_classes = in_channels, n_feat, n_classes
-        F, bottom = n_feat, image_size // 4
+        # the names of ``model.*`` in the config; plain ints, so no state-dict key carries them
+        self.in_channels, self.num_feat, self.num_classes = in_channels, num_feat, num_classes
+        F, bottom = num_feat, image_size // 4
         self.timeembed1 = EmbedBlock(1, 2 * F)
         self.timeembed2 = EmbedBlock(1, F)
-        self.conditionembed1 = EmbedBlock(n_classes, 2 * F)
-        self.conditionembed2 = EmbedBlock(n_classes, F)
+        self.conditionembed1 = EmbedBlock(num_classes, 2 * F)
+        self.conditionembed2 = EmbedBlock(num_classes, F)
         self.init_conv = ResConvBlock(in_channels, F)
         self.downblock1 = UnetDown(F, F, blocks_per_level)
         self.downblock2 = UnetDown(F, 2 * F, blocks_per_level)
@@ -119,8 +120,8 @@ class ConditionalUnet(nn.Module):
                    m.freeze_embeddings)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x: (B,C,H,W) noisy images; t: (B,) or (B,1) time as t/T in (0, 1]; c: (B, n_classes) one-hot or null."""
-        F = self.n_feat
+        """x: (B,C,H,W) noisy images; t: (B,) or (B,1) time as t/T in (0, 1]; c: (B, num_classes) one-hot or null."""
+        F = self.num_feat
         t, c = t.to(x.dtype).view(-1, 1), c.to(x.dtype)
         temb1 = self.timeembed1(t).view(-1, 2 * F, 1, 1)
         temb2 = self.timeembed2(t).view(-1, F, 1, 1)

@@ -131,7 +131,7 @@ def test_chunked_guided_pass_equals_one_pass(tiny_cfg, chunk):
 
 
 def test_sampling_options_by_path_and_device(tiny_cfg):
-    from ddpm.runtime import CPU_SAMPLE_CHUNK, sampling_options
+    from ddpm.sampling import CPU_SAMPLE_CHUNK, sampling_options
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     fast = sampling_options(tiny_cfg().train, cpu)

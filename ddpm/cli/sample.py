@@ -61,20 +61,16 @@ class Sample(Command):
         from ddpm.grids import cycle_labels, save_grid
         from ddpm.io import atomic_write
         from ddpm.progress import console
-        from ddpm.runtime import resolve_device, sampling_options
-        from ddpm.samplers import make_sampler
+        from ddpm.runtime import resolve_device
+        from ddpm.sampling import Sampling
 
         if args.n < 1:
             raise ConfigError(f"--n {args.n}: must be >= 1")
         device = resolve_device(args.device, "--device")
         model, cfg, ckpt = load_model(args.checkpoint, device)
-        omegas = parse_floats(args.omega, "--omega") if args.omega else [cfg.sample.omega]
-        steps = args.steps if args.steps is not None else cfg.sample.steps
-        if steps is not None and not 1 <= steps <= cfg.diffusion.T:
-            raise ConfigError(f"--steps {steps}: must lie in 1..{cfg.diffusion.T} (the model's T)")
-        sampler = make_sampler(args.sampler or cfg.sample.sampler, steps,
-                               cfg.sample.eta if args.eta is None else args.eta,
-                               batched_guidance=cfg.train.path == "fast")
+        sampling = Sampling.from_config(cfg, device, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                                        steps_key="--steps")
+        omegas = parse_floats(args.omega, "--omega") if args.omega else [sampling.omega]
         if args.labels:
             base = torch.tensor(parse_labels(args.labels, cfg.model.num_classes))
             labels = base.repeat((args.n + len(base) - 1) // len(base))[: args.n]
@@ -83,8 +79,7 @@ class Sample(Command):
         out = Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / "samples"
         for w in omegas:
             g = torch.Generator(device=device).manual_seed(args.seed)
-            imgs = sampler.sample(model, labels.to(device), w, generator=g, show_progress=True,
-                                  **sampling_options(cfg.train, device))
+            imgs = sampling.sample(model, labels, g, omega=w, show_progress=True)
             grid = save_grid(imgs, out / f"grid-omega{w:g}.png", nrow=10)
             arr = (imgs[:, 0].cpu() * 255).round().to(torch.uint8).numpy()
             atomic_write(out / f"samples-omega{w:g}.npz",

@@ -21,8 +21,7 @@ from ddpm.evaluation.classifier import EvalClassifier, accuracy, get_classifier
 from ddpm.evaluation.metrics import INTERVAL_LEVEL, INTERVAL_METHODS, fid_to_test, image_scores, real_floor
 from ddpm.grids import cycle_labels, save_grid
 from ddpm.io import atomic_write_json
-from ddpm.runtime import sampling_options
-from ddpm.samplers import make_sampler
+from ddpm.sampling import Sampling, cap_steps
 
 # n: images scored; <key>_lo/_hi: the 95% interval of fid, accuracy and kid (methods: INTERVAL_METHODS,
 # also written to eval.json); kid/_lo/_hi are None below n = 3. Rows stored before these keys existed lack them.
@@ -36,18 +35,20 @@ def _device(model: ConditionalDDPM, device: Optional[str | torch.device]) -> tor
     return torch.device(device) if device is not None else next(model.parameters()).device
 
 
-def generate(model: ConditionalDDPM, cfg: ExperimentConfig, labels: torch.Tensor, omega: float,
-             sampler: str, steps: Optional[int], eta: float, device: torch.device, seed: int = 0,
-             batch_size: int = 500, show_progress: bool = False) -> torch.Tensor:
-    """Images in [0, 1] for ``labels`` at guidance weight ``omega``, on the CPU, in batches from one generator."""
-    s = make_sampler(sampler, steps, eta, batched_guidance=cfg.train.path == "fast")
-    g = torch.Generator(device=device).manual_seed(seed)
-    model = model.to(device)
-    out = []
-    for i in range(0, len(labels), batch_size):
-        out.append(s.sample(model, labels[i:i + batch_size].to(device), omega, generator=g,
-                            show_progress=show_progress, **sampling_options(cfg.train, device)).cpu())
-    return torch.cat(out)
+def generate(model: ConditionalDDPM, cfg: ExperimentConfig, labels: torch.Tensor, omega: Optional[float],
+             sampler: Optional[str], steps: Optional[int], eta: Optional[float], device: torch.device,
+             seed: int = 0, batch_size: int = 500, show_progress: bool = False) -> torch.Tensor:
+    """Images in [0, 1] for ``labels`` at guidance weight ``omega``, on the CPU, in batches from one generator
+    (None for omega/sampler/steps/eta: the config's; steps outside 1..T: a ConfigError)."""
+    sampling = Sampling.from_config(cfg, device, sampler=sampler, steps=steps, eta=eta)
+    return _draw(sampling, model, labels, omega, seed, batch_size, show_progress)
+
+
+def _draw(sampling: Sampling, model: ConditionalDDPM, labels: torch.Tensor, omega: Optional[float], seed: int,
+          batch_size: int, show_progress: bool) -> torch.Tensor:
+    g = torch.Generator(device=sampling.device).manual_seed(seed)
+    return sampling.sample(model.to(sampling.device), labels, g, omega=omega, batch_size=batch_size, to_cpu=True,
+                           show_progress=show_progress)
 
 
 def grid_order(labels: torch.Tensor, num_classes: int, per_class: int = 10) -> torch.Tensor:
@@ -68,15 +69,6 @@ def reference_split(cfg: ExperimentConfig, split: str) -> tuple[str, int]:
     return split, cfg.data.val_size
 
 
-def _resolve(cfg: ExperimentConfig, sampler: Optional[str], steps: Optional[int], eta: Optional[float]
-             ) -> tuple[str, Optional[int], float]:
-    sampler = sampler or cfg.sample.sampler
-    steps = steps if steps is not None else cfg.sample.steps
-    if steps is not None:
-        steps = max(1, min(int(steps), cfg.diffusion.T))
-    return sampler, steps, float(cfg.sample.eta if eta is None else eta)
-
-
 def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: list[float], n: int = 1000,
                       sampler: Optional[str] = None, steps: Optional[int] = None, eta: Optional[float] = None,
                       device: Optional[str | torch.device] = None, out_dir: Optional[str | Path] = None,
@@ -93,7 +85,8 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
         raise ValueError(f"n = {n}: FID needs at least 2 samples")
     split, val_size = reference_split(cfg, split)
     dev = _device(model, device)
-    sampler, steps, eta = _resolve(cfg, sampler, steps, eta)
+    # a bad sampler or step count fails here, before any work
+    sampling = Sampling.from_config(cfg, dev, sampler=sampler, steps=steps, eta=eta)
     clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev, show_progress=show_progress)
     floor = real_floor(clf, n, cfg.data.dataset, cfg.data.root, split=split, val_size=val_size)
     labels = cycle_labels(n, cfg.model.num_classes)
@@ -101,7 +94,7 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
     rows: list[dict[str, Any]] = []
     for w in omegas:
         start = time.perf_counter()
-        images = generate(model, cfg, labels, w, sampler, steps, eta, dev, seed, batch_size, show_progress)
+        images = _draw(sampling, model, labels, w, seed, batch_size, show_progress)
         m = image_scores(clf, images, labels, cfg.data.root, split=split, val_size=val_size)
         grid = None
         if out is not None:
@@ -115,8 +108,9 @@ def evaluate_guidance(model: ConditionalDDPM, cfg: ExperimentConfig, omegas: lis
     if out is not None:
         atomic_write_json(out / "eval.json", {
             "checkpoint": checkpoint, "dataset": cfg.data.dataset, "split": split,
-            "reference_images": _reference_text(split, val_size), "sampler": sampler, "steps": steps,
-            "eta": eta, "n": n, "seed": seed, "classifier_test_accuracy": clf.test_accuracy,
+            "reference_images": _reference_text(split, val_size), "sampler": sampling.name,
+            "steps": sampling.steps, "eta": sampling.eta, "n": n, "seed": seed,
+            "classifier_test_accuracy": clf.test_accuracy,
             "classifier": clf.key, "interval": {"level": INTERVAL_LEVEL, **INTERVAL_METHODS}, "rows": rows, "best": best_row(rows) if rows else None,
             "config": cfg.to_dict()})
     return rows
@@ -158,16 +152,16 @@ def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, n: int = 100, om
                  steps: int = 20, sampler: str = "ddim", seed: int = 0, eta: float = 0.0,
                  device: Optional[str | torch.device] = None,
                  classifier: Optional[EvalClassifier] = None, split: str = "val") -> dict[str, float]:
-    """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps, the
-    config's omega unless given) -> ``sample_fid`` (classifier-feature FID to the reference ``split``,
-    by default the validation split) and ``sample_accuracy``. The same n, seed and step count make it
+    """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps at
+    most: a budget, capped at the model's T; the config's omega unless given) -> ``sample_fid``
+    (classifier-feature FID to the reference ``split``, by default the validation split) and ``sample_accuracy``. The same n, seed and step count make it
     comparable across schedules and T."""
     split, val_size = reference_split(cfg, split)
     dev = _device(model, device)
     clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev)
-    w = cfg.sample.omega if omega is None else omega
     labels = cycle_labels(n, cfg.model.num_classes)
-    images = generate(model, cfg, labels, w, sampler, min(steps, cfg.diffusion.T), eta, dev, seed, batch_size=n)
+    images = generate(model, cfg, labels, omega, sampler, cap_steps(steps, cfg.diffusion.T), eta, dev, seed,
+                      batch_size=n)
     feats, preds = clf.features_and_predictions(images)
     return {"sample_fid": fid_to_test(clf, feats, cfg.data.root, split, val_size),
             "sample_accuracy": accuracy(preds, labels)}

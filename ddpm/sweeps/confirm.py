@@ -116,14 +116,16 @@ def confirm_trial(trial: FrozenTrial, spec: Any, confirm: ConfirmSpec, device: A
     from ddpm.evaluation import evaluate_guidance
     from ddpm.evaluation.guidance import json_row
     from ddpm.runtime import resolve_device
+    from ddpm.sampling import cap_steps
 
     g = spec.guidance
     dev = resolve_device("auto") if device is None else device
     model, cfg, ckpt = load_model(Path(trial.user_attrs["run_dir"]), dev)
     omega = float(trial.user_attrs.get("best_omega", cfg.sample.omega))
     rows = []
+    steps = cap_steps(g.steps, cfg.diffusion.T)   # the sweep's step budget: at most this trial's T
     for s in range(confirm.seeds):
-        rows += evaluate_guidance(model, cfg, omegas=[omega], n=confirm.n, sampler=g.sampler, steps=g.steps,
+        rows += evaluate_guidance(model, cfg, omegas=[omega], n=confirm.n, sampler=g.sampler, steps=steps,
                                   eta=g.eta, device=dev, seed=CONFIRM_SEED + s, split=SPLIT,
                                   show_progress=show_progress)
     row = combine_seeds([json_row(r) for r in rows])

@@ -193,10 +193,12 @@ class SweepObjective:
             from ddpm.checkpoint import load_model
             from ddpm.evaluation import evaluate_guidance
             from ddpm.evaluation.guidance import json_row
+            from ddpm.sampling import cap_steps
 
             g = spec.guidance
             model, _, ckpt = load_model(run.run_dir, run.device)  # best.pt, as `ddpm sample` would load it
-            rows = evaluate_guidance(model, cfg, omegas=g.omegas, n=g.n, sampler=g.sampler, steps=g.steps,
+            steps = cap_steps(g.steps, cfg.diffusion.T)   # the sweep's step budget: at most this trial's T
+            rows = evaluate_guidance(model, cfg, omegas=g.omegas, n=g.n, sampler=g.sampler, steps=steps,
                                      eta=g.eta, device=run.device, out_dir=run.run_dir, seed=g.seed,
                                      checkpoint=str(ckpt.get("path")), split=scoring_split(cfg))
             rows = [json_row(r) for r in rows]
