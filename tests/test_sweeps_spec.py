@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, run_cli
 from ddpm.errors import ConfigError, DDPMError
 from ddpm.sweeps.pruners import PRUNERS, make_pruner
-from ddpm.sweeps.samplers import SAMPLERS, make_sampler
+from ddpm.sweeps.samplers import OPTUNA_SAMPLERS, make_optuna_sampler
 from ddpm.sweeps.spec import load_sweep
 from ddpm.sweeps.storage import open_storage, redact_url
 
@@ -155,13 +155,13 @@ def test_redact_url():
     assert redact_url("sqlite:///runs/a/study.db") == "sqlite:///runs/a/study.db"
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("name", sorted(OPTUNA_SAMPLERS))
 def test_every_sampler_builds(tmp_path, name):
     spec = load_sweep(write(tmp_path, with_(space={"diffusion.schedule": ["linear", "cosine"],
                                                    "diffusion.T": {"type": "int", "low": 100, "high": 200, "step": 100}},
                                             sampler={"name": name, "seed": 0})))
     try:
-        sampler = make_sampler(spec.sampler, spec.sampler_kwargs, spec.space, 1)
+        sampler = make_optuna_sampler(spec.sampler, spec.sampler_kwargs, spec.space, 1)
     except ConfigError as e:  # cmaes without its optional package: a clear message, not a crash
         assert name == "cmaes" and "pip install cmaes" in str(e)
         return

@@ -13,13 +13,13 @@ import optuna
 from ddpm.errors import ConfigError
 
 SamplerFactory = Callable[[dict[str, Any], dict[str, Any], int], optuna.samplers.BaseSampler]
-SAMPLERS: dict[str, SamplerFactory] = {}
+OPTUNA_SAMPLERS: dict[str, SamplerFactory] = {}
 SAMPLER_CLASSES: dict[str, type] = {}
 
 
 def register_sampler(name: str, cls: type) -> Callable[[SamplerFactory], SamplerFactory]:
     def deco(fn: SamplerFactory) -> SamplerFactory:
-        SAMPLERS[name] = fn
+        OPTUNA_SAMPLERS[name] = fn
         SAMPLER_CLASSES[name] = cls
         return fn
     return deco
@@ -82,15 +82,12 @@ def _nsga2(kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int) -> 
 
 
 def grid_values(space: dict[str, Any]) -> dict[str, list[Any]]:
-    """Every value of every key of a finite space (categorical, or int with a step)."""
-    from ddpm.sweeps.spec import Distribution
-
+    """Every value of every key of a finite space (categorical, or int/float with a step)."""
     out: dict[str, list[Any]] = {}
-    for key, dist in space.items():
-        assert isinstance(dist, Distribution)
-        values = dist.finite_values()
+    for key, searched in space.items():
+        values = searched.finite_values()
         if values is None:
-            raise ConfigError(f"sampler grid needs a finite space: {key} is a continuous {dist.type}; "
+            raise ConfigError(f"sampler grid needs a finite space: {key} is a continuous {searched.kind}; "
                               f"make it type: categorical with the values to try")
         out[key] = values
     return out
@@ -104,11 +101,11 @@ def check_sampler_kwargs(name: str, kwargs: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: sampler {name} has no option '{k}' (allowed: {', '.join(allowed)})")
 
 
-def make_sampler(name: str, kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int
+def make_optuna_sampler(name: str, kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int
                  ) -> optuna.samplers.BaseSampler:
-    if name not in SAMPLERS:
-        raise ConfigError(f"sampler {name!r} is unknown; valid: {', '.join(sorted(SAMPLERS))}")
+    if name not in OPTUNA_SAMPLERS:
+        raise ConfigError(f"sampler {name!r} is unknown; valid: {', '.join(sorted(OPTUNA_SAMPLERS))}")
     try:
-        return SAMPLERS[name](dict(kwargs), space, n_objectives)
+        return OPTUNA_SAMPLERS[name](dict(kwargs), space, n_objectives)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sampler {name}: {e}") from None
