@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ddpm.config import _from_dict, _unknown_in_section
 from ddpm.errors import ConfigError
 
 CONFIRM_SEED = 10_000        # confirmation seeds are CONFIRM_SEED + s: never the selection seed (guidance.seed)
@@ -46,8 +47,6 @@ class ConfirmSpec:
 def parse_confirm(value: Any, src: str) -> Optional[ConfirmSpec]:
     """The sweep file's ``confirm:`` block (None or false: no confirmation; true: the defaults), typed like
     an experiment config section."""
-    from ddpm.config import _from_dict, _unknown_in_section
-
     if value is None or value is False:
         return None
     if not isinstance(value, (dict, bool)):
