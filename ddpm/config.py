@@ -13,7 +13,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -140,11 +140,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted for floats, integral floats for ints
     (``1e6``); NaN and infinities are refused everywhere."""
     origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
     if origin is typing.Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
         return _coerce(value, args[0], where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {_show(value)}")
+        return {k: _coerce(v, typing.get_args(tp)[1], f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} = {_show(value)}: expected {_type_name(tp)}")
@@ -172,7 +178,35 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise TypeError(f"unsupported annotation {tp}")  # pragma: no cover - programming error
 
 
-def _from_dict(cls: type, data: Any, prefix: str, source: str) -> Any:
+def _unknown_key(source: str, prefix: str, key: str, names: list[str]) -> ConfigError:
+    """An experiment config's unknown key, named by its dotted path (``model.a``)."""
+    close = difflib.get_close_matches(str(key), names, n=1)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (allowed: {', '.join(names)})"
+    return ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+
+
+def _unknown_in_section(source: str, prefix: str, key: str, names: list[str]) -> ConfigError:
+    """A sweep file's unknown key, named within its section (``s.yaml: guidance: unknown key 'x'``)."""
+    where = f"{source}: {prefix.rstrip('.')}" if prefix else source
+    close = difflib.get_close_matches(str(key), names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(names)})"
+    return ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _optional_of(tp: Any) -> Any:
+    """``X`` for ``Optional[X]``, else None."""
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return None
+
+
+def _from_dict(cls: type, data: Any, prefix: str, source: str, unknown: Callable[..., ConfigError] = _unknown_key) -> Any:
+    """A mapping -> the dataclass ``cls``, checking every value against its annotation (``_coerce``); nested
+    dataclasses recurse (a null section is the defaults, or None when annotated ``Optional``); a key without
+    a default must be given. ``unknown(source, prefix, key, names)`` words an unknown key (sweep files name
+    the section rather than the dotted path)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} must be a mapping, got {_show(data)}")
     hints = typing.get_type_hints(cls)
@@ -184,14 +218,20 @@ def _from_dict(cls: type, data: Any, prefix: str, source: str) -> Any:
             raise ConfigError(f"{source}: key {_show(key)} under {prefix.rstrip('.') or 'the top level'} is not a "
                               f"name; keys are strings like {names[0]}")
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (allowed: {', '.join(names)})"
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+            raise unknown(source, prefix, key, names)
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _from_dict(tp, value if value is not None else {}, f"{prefix}{key}.", source)
+        section = tp if dataclasses.is_dataclass(tp) else _optional_of(tp)
+        if dataclasses.is_dataclass(section):
+            if value is None and section is not tp:
+                kwargs[key] = None
+            else:
+                kwargs[key] = _from_dict(section, value if value is not None else {}, f"{prefix}{key}.", source, unknown)
         else:
             kwargs[key] = _coerce(value, tp, where)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'} needs '{missing[0]}'")
     return cls(**kwargs)
 
 
@@ -290,6 +330,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         parts, value = _parse_override(o, source)
         set_dotted(data, parts, value)
     return config_from_dict(data, source)
+
+
+def experiment_dict(path: str | Path) -> dict[str, Any]:
+    """An experiment file resolved to every key (``base:`` chain, then the defaults), typed but not yet
+    validated: what a sweep stores with its study and applies its overrides to."""
+    return _from_dict(ExperimentConfig, _read_with_base(Path(path)), "", str(path)).to_dict()
 
 
 def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

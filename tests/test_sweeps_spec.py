@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, run_cli
 from ddpm.errors import ConfigError, DDPMError
 from ddpm.sweeps.pruners import PRUNERS, make_pruner
-from ddpm.sweeps.samplers import SAMPLERS, make_sampler
+from ddpm.sweeps.samplers import OPTUNA_SAMPLERS, make_optuna_sampler
 from ddpm.sweeps.spec import load_sweep
 from ddpm.sweeps.storage import open_storage, redact_url
 
@@ -155,13 +155,13 @@ def test_redact_url():
     assert redact_url("sqlite:///runs/a/study.db") == "sqlite:///runs/a/study.db"
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("name", sorted(OPTUNA_SAMPLERS))
 def test_every_sampler_builds(tmp_path, name):
     spec = load_sweep(write(tmp_path, with_(space={"diffusion.schedule": ["linear", "cosine"],
                                                    "diffusion.T": {"type": "int", "low": 100, "high": 200, "step": 100}},
                                             sampler={"name": name, "seed": 0})))
     try:
-        sampler = make_sampler(spec.sampler, spec.sampler_kwargs, spec.space, 1)
+        sampler = make_optuna_sampler(spec.sampler, spec.sampler_kwargs, spec.space, 1)
     except ConfigError as e:  # cmaes without its optional package: a clear message, not a crash
         assert name == "cmaes" and "pip install cmaes" in str(e)
         return
@@ -356,3 +356,42 @@ def test_when_matches_numbers_as_written(tmp_path):
     flags = {"train.compile": [True, False], "train.grad_clip": {"type": "float", "low": 0.5, "high": 2, "when": {"train.compile": [1]}}}
     with pytest.raises(ConfigError, match=r"when.train.compile: 1 is not a value train.compile can take"):
         load_sweep(write(tmp_path, with_(space=flags)))
+
+
+# ----------------------------------------------------------------------------------------------
+# the base experiment is resolved once per study and stored with it
+
+
+def test_editing_the_preset_does_not_change_a_running_study(tmp_path, monkeypatch, capsys):
+    from conftest import TINY
+    from ddpm.config import load_config
+    from ddpm.sweeps import run_study
+
+    monkeypatch.chdir(tmp_path)
+    preset = tmp_path / "base.yaml"
+    preset.write_text(f"base: {REPO / 'experiments' / 'cpu-quick.yaml'}\ntrain: {{gamma: 0.2}}\n")
+    data = with_(base=str(preset), overrides={**TINY, "train.grid_every": 0}, space={"train.seed": [0, 1]},
+                 guidance=None, objectives=["test_loss"], pruner="none", prune_on=DROP,
+                 sampler={"name": "random", "seed": 0}, n_trials=1, out_dir=str(tmp_path / "runs"))
+    sweep = write(tmp_path, data)
+    study = run_study(load_sweep(sweep), n_trials=1)
+    stored = study.user_attrs["base_config"]
+    assert stored["train"]["gamma"] == 0.2 and stored["diffusion"]["mask_p"] == 0.1
+    assert stored["model"]["num_feat"] == 32, "the base experiment itself, before the sweep's overrides"
+
+    preset.write_text(f"base: {REPO / 'experiments' / 'cpu-quick.yaml'}\ntrain: {{gamma: 0.7}}\n"
+                      f"diffusion: {{mask_p: 0.3}}\n")
+    again = load_sweep(sweep)
+    assert again.base_config().train.gamma == 0.7          # the file as it reads now, before the study is opened
+    capsys.readouterr()
+    study = run_study(again, n_trials=2)
+    err = capsys.readouterr().err
+    assert err.count("has changed since study 't' was created") == 1, err
+    assert "diffusion.mask_p, train.gamma" in err and "trials use the base config stored with the study" in err
+    assert again.base_config().train.gamma == 0.2 and study.user_attrs["base_config"] == stored
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2
+    for t in done:   # each trial's saved config: the stored base, the sweep's overrides, its own params
+        cfg = load_config(Path(t.user_attrs["run_dir"]) / "config.yaml")
+        assert (cfg.train.gamma, cfg.diffusion.mask_p, cfg.model.num_feat) == (0.2, 0.1, 8)
+        assert cfg.train.seed == t.params["train.seed"]

@@ -148,14 +148,15 @@ def best_row(rows: list[dict[str, Any]], key: str = "fid", lower: Optional[bool]
     return min(rows, key=score)
 
 
-def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, n: int = 100, omega: Optional[float] = None,
-                 steps: int = 20, sampler: str = "ddim", seed: int = 0, eta: float = 0.0,
+def quick_metric(model: ConditionalDDPM, cfg: ExperimentConfig, *, n: int, steps: int, omega: Optional[float] = None,
+                 sampler: str = "ddim", seed: int = 0, eta: float = 0.0,
                  device: Optional[str | torch.device] = None,
                  classifier: Optional[EvalClassifier] = None, split: str = "val") -> dict[str, float]:
-    """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps at
-    most: a budget, capped at the model's T; the config's omega unless given) -> ``sample_fid``
-    (classifier-feature FID to the reference ``split``, by default the validation split) and ``sample_accuracy``. The same n, seed and step count make it
-    comparable across schedules and T."""
+    """A cheap per-epoch sample metric for sweeps: ``n`` deterministic DDIM samples (``steps`` steps at most:
+    a budget, capped at the model's T; the config's omega unless given) -> ``sample_fid`` (classifier-feature FID to the reference ``split``,
+    by default the validation split) and ``sample_accuracy``. The same n, seed and step count make it
+    comparable across schedules and T; a sweep's ``prune_on`` (``ddpm.sweeps.spec.PruneSpec``) holds the
+    defaults of ``n`` and ``steps``."""
     split, val_size = reference_split(cfg, split)
     dev = _device(model, device)
     clf = classifier or get_classifier(cfg.data.dataset, cfg.data.root, dev)

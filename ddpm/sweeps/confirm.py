@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ddpm.config import _from_dict, _unknown_in_section
 from ddpm.errors import ConfigError
 
 CONFIRM_SEED = 10_000        # confirmation seeds are CONFIRM_SEED + s: never the selection seed (guidance.seed)
@@ -44,26 +45,16 @@ class ConfirmSpec:
 
 
 def parse_confirm(value: Any, src: str) -> Optional[ConfirmSpec]:
-    """The sweep file's ``confirm:`` block (None or false: no confirmation; true: the defaults)."""
+    """The sweep file's ``confirm:`` block (None or false: no confirmation; true: the defaults), typed like
+    an experiment config section."""
     if value is None or value is False:
         return None
-    if value is True:
-        return ConfirmSpec()
-    if not isinstance(value, dict):
+    if not isinstance(value, (dict, bool)):
         raise ConfigError(f"{src}: confirm = {value!r}: must be a mapping like {{top_k: 3, n: 1000, seeds: 3}}")
-    spec = ConfirmSpec()
-    allowed = tuple(ConfirmSpec.__dataclass_fields__)
-    for key, v in value.items():
-        if key not in allowed:
-            raise ConfigError(f"{src}: confirm: unknown key '{key}' (allowed: {', '.join(allowed)})")
-        if key == "baseline":
-            if not isinstance(v, bool):
-                raise ConfigError(f"{src}: confirm.baseline = {v!r}: expected true or false")
-            spec.baseline = v
-            continue
-        if isinstance(v, bool) or not isinstance(v, int) or v < (2 if key == "n" else 1):
-            raise ConfigError(f"{src}: confirm.{key} = {v!r}: must be an integer >= {2 if key == 'n' else 1}")
-        setattr(spec, key, v)
+    spec = _from_dict(ConfirmSpec, {} if value is True else value, "confirm.", src, _unknown_in_section)
+    for key, least in (("top_k", 1), ("n", 2), ("seeds", 1)):
+        if getattr(spec, key) < least:
+            raise ConfigError(f"{src}: confirm.{key} = {getattr(spec, key)!r}: must be an integer >= {least}")
     return spec
 
 

@@ -35,7 +35,7 @@ from ddpm.sweeps.grid import enqueue_grid
 from ddpm.sweeps.locks import StudyLock, study_lock
 from ddpm.sweeps.objective import SweepObjective
 from ddpm.sweeps.pruners import make_pruner
-from ddpm.sweeps.samplers import make_sampler
+from ddpm.sweeps.samplers import make_optuna_sampler
 from ddpm.sweeps.spec import SweepSpec
 from ddpm.sweeps.storage import Heartbeat, check_storage_file, default_storage_url, open_storage, redact_url, uses_heartbeat
 
@@ -51,8 +51,7 @@ def storage_url(spec: SweepSpec) -> str:
 def _heartbeat(spec: SweepSpec, url: str) -> Optional[Heartbeat]:
     if not uses_heartbeat(url):
         return None
-    h = spec.heartbeat
-    return Heartbeat(h.interval, h.grace_period, h.max_retry)
+    return spec.heartbeat
 
 
 def redacted_spec(spec: SweepSpec) -> dict[str, Any]:
@@ -89,7 +88,7 @@ def _load_study(spec: SweepSpec, url: str, create: bool, worker: Optional[int]) 
         # a resumed study must not replay the first run's random proposals: offset by the trials so far
         done = existing[spec.study].n_trials if spec.study in existing else 0
         kwargs["seed"] = worker_seed(kwargs["seed"], worker) + 1000 * done
-    sampler = make_sampler(spec.sampler, kwargs, spec.space, len(spec.objectives))
+    sampler = make_optuna_sampler(spec.sampler, kwargs, spec.space, len(spec.objectives))
     pruner = make_pruner(spec.pruner, spec.pruner_kwargs)
     if spec.study in existing:
         have = [d.name.lower() for d in existing[spec.study].directions]
@@ -100,6 +99,9 @@ def _load_study(spec: SweepSpec, url: str, create: bool, worker: Optional[int]) 
         raise ConfigError(f"study {spec.study!r} is not in {redact_url(url)}; start it with `ddpm sweep {spec.path}`")
     study = optuna.create_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner,
                                 directions=spec.directions, load_if_exists=True)
+    note = spec.pin_base(study)  # trials start from the base config stored with the study
+    if note and STORAGE_ENV not in os.environ:  # workers started by `ddpm sweep --workers N` leave it to the parent
+        console.print(f"note: {note}", soft_wrap=True, markup=False)
     if spec.sampler == "grid":
         enqueue_grid(study, spec)  # the points it does not hold yet (all of them when new)
     if "spec" not in study.user_attrs:

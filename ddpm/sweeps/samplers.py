@@ -14,12 +14,12 @@ from ddpm.errors import ConfigError
 from ddpm.registry import Registry
 
 SamplerFactory = Callable[[dict[str, Any], dict[str, Any], int], optuna.samplers.BaseSampler]
-SAMPLERS: Registry[SamplerFactory] = Registry("Optuna sampler")
-SAMPLER_CLASSES = SAMPLERS.meta_of("cls")
+OPTUNA_SAMPLERS: Registry[SamplerFactory] = Registry("Optuna sampler")
+SAMPLER_CLASSES = OPTUNA_SAMPLERS.meta_of("cls")
 
 
 def register_sampler(name: str, cls: type) -> Callable[[SamplerFactory], SamplerFactory]:
-    return SAMPLERS.register(name, cls=cls)
+    return OPTUNA_SAMPLERS.register(name, cls=cls)
 
 
 @register_sampler("tpe", optuna.samplers.TPESampler)
@@ -79,15 +79,12 @@ def _nsga2(kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int) -> 
 
 
 def grid_values(space: dict[str, Any]) -> dict[str, list[Any]]:
-    """Every value of every key of a finite space (categorical, or int with a step)."""
-    from ddpm.sweeps.spec import Distribution
-
+    """Every value of every key of a finite space (categorical, or int/float with a step)."""
     out: dict[str, list[Any]] = {}
-    for key, dist in space.items():
-        assert isinstance(dist, Distribution)
-        values = dist.finite_values()
+    for key, searched in space.items():
+        values = searched.finite_values()
         if values is None:
-            raise ConfigError(f"sampler grid needs a finite space: {key} is a continuous {dist.type}; "
+            raise ConfigError(f"sampler grid needs a finite space: {key} is a continuous {searched.kind}; "
                               f"make it type: categorical with the values to try")
         out[key] = values
     return out
@@ -101,11 +98,11 @@ def check_sampler_kwargs(name: str, kwargs: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: sampler {name} has no option '{k}' (allowed: {', '.join(allowed)})")
 
 
-def make_sampler(name: str, kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int
+def make_optuna_sampler(name: str, kwargs: dict[str, Any], space: dict[str, Any], n_objectives: int
                  ) -> optuna.samplers.BaseSampler:
-    if name not in SAMPLERS:
-        raise ConfigError(f"sampler {name!r} is unknown; valid: {', '.join(sorted(SAMPLERS))}")
+    if name not in OPTUNA_SAMPLERS:
+        raise ConfigError(f"sampler {name!r} is unknown; valid: {', '.join(sorted(OPTUNA_SAMPLERS))}")
     try:
-        return SAMPLERS[name](dict(kwargs), space, n_objectives)
+        return OPTUNA_SAMPLERS[name](dict(kwargs), space, n_objectives)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sampler {name}: {e}") from None
