@@ -263,7 +263,7 @@ def test_sweep_with_no_completed_trial_exits_1_and_never_deletes_another_studys_
 def test_no_trial_completed_counts_pruned_and_failed(tmp_path):
     import optuna
 
-    from ddpm.cli.sweep import no_trial_completed
+    from ddpm.sweeps.listing import no_trial_completed
 
     s = optuna.create_study(study_name="p", storage=f"sqlite:///{tmp_path / 's.db'}")
     s.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params={}, distributions={}))
@@ -403,7 +403,7 @@ def test_committed_reports_hold_no_machine_paths():
 
 def test_study_paths_are_stored_relative_to_the_working_directory(tmp_path, monkeypatch):
     from ddpm.io import portable_path
-    from ddpm.sweeps.runner import load_study
+    from ddpm.sweeps.runner import open_sweep_study
     from ddpm.sweeps.spec import load_sweep
 
     monkeypatch.chdir(REPO)
@@ -411,6 +411,6 @@ def test_study_paths_are_stored_relative_to_the_working_directory(tmp_path, monk
     assert portable_path(Path.home() / "x" / "y.yaml") in ("~/x/y.yaml", str(Path("x/y.yaml")))
     assert portable_path("rel/p.yaml") == "rel/p.yaml"
     spec = load_sweep(REPO / "sweeps" / "quickstart.yaml", storage=f"sqlite:///{tmp_path / 's.db'}")
-    study = load_study(spec)
+    study = open_sweep_study(spec)
     assert study.user_attrs["base_experiment"] == "experiments/cpu-quick.yaml"
     assert study.user_attrs["sweep_file"] == "sweeps/quickstart.yaml"

@@ -381,8 +381,7 @@ def test_train_with_credentials_and_dead_server_goes_offline_quickly(dead_wandb,
 @pytest.mark.slow
 def test_sweep_probes_once_per_process_and_every_run_is_offline(tmp_path, monkeypatch, capsys):
     """Two trials and the study run in one process: one probe, one notice, three complete offline runs."""
-    from ddpm.cli.sweep import _log_study
-    from ddpm.progress import console
+    from ddpm.sweeps.finish import log_study_run
     from ddpm.sweeps import load_sweep
     from ddpm.sweeps.runner import run_study
     from ddpm.tracking import wandb_run
@@ -407,7 +406,7 @@ def test_sweep_probes_once_per_process_and_every_run_is_offline(tmp_path, monkey
                       overrides={"data.limit": 128, "data.test_limit": 64, "sample.steps": 2, "tracking.wandb": "auto"})
     spec = load_sweep(path)
     study = run_study(spec)
-    _log_study(study, spec, console)
+    log_study_run(study, spec)
     assert len(calls) == 1
     out = capsys.readouterr()
     assert (out.out + out.err).count("tracking offline for this process") == 1

@@ -126,7 +126,7 @@ def test_report_has_every_section(report: Path) -> None:
 
 def test_trials_csv_has_one_row_per_trial(report: Path, study_root: Path) -> None:
     rows = list(csv.DictReader((report.parent / "trials.csv").open()))
-    assert [r["state"] for r in rows] == ["complete", "complete", "fail", "pruned"]
+    assert [r["state"] for r in rows] == ["complete", "complete", "failed", "pruned"]
     assert [int(r["number"]) for r in rows] == [0, 1, 2, 3]
     study = optuna.load_study(study_name="tiny", storage=_storage(study_root))
     for r, t in zip(rows, study.trials):

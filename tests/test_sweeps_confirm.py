@@ -78,7 +78,7 @@ def test_sweep_confirms_top_trial_and_baseline_on_the_test_split(tmp_path, tiny_
     from test_sweeps_study import sweep_file
 
     from ddpm.cli import main
-    from ddpm.sweeps import load_study, load_sweep
+    from ddpm.sweeps import open_sweep_study, load_sweep
 
     monkeypatch.chdir(tmp_path)
     path = sweep_file(
@@ -90,7 +90,7 @@ def test_sweep_confirms_top_trial_and_baseline_on_the_test_split(tmp_path, tiny_
         confirm={"top_k": 1, "n": 20, "seeds": 2}, report=True)
     assert main(["sweep", str(path)]) == 0
     spec = load_sweep(path)
-    study = load_study(spec)
+    study = open_sweep_study(spec)
     rec = study.user_attrs["confirmation"]
     assert rec["settings"] == {"top_k": 1, "n": 20, "seeds": 2, "baseline": True, "split": "test"}
     best = min((t for t in study.trials if t.values), key=lambda t: t.values[0]).number
@@ -114,4 +114,4 @@ def test_sweep_confirms_top_trial_and_baseline_on_the_test_split(tmp_path, tiny_
     # rerunning confirms nothing again (same settings): the record is unchanged
     before = json.dumps(rec, sort_keys=True)
     assert main(["sweep", str(path), "--no-report"]) == 0
-    assert json.dumps(load_study(spec).user_attrs["confirmation"], sort_keys=True) == before
+    assert json.dumps(open_sweep_study(spec).user_attrs["confirmation"], sort_keys=True) == before

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from conftest import REPO
 from ddpm.io import read_jsonl
-from ddpm.sweeps import load_study, load_sweep, run_study, run_worker
+from ddpm.sweeps import open_sweep_study, load_sweep, run_study, run_worker
 from test_sweeps_study import env, one_thread, sweep_file  # noqa: F401  (one_thread: an autouse fixture)
 
 pytestmark = pytest.mark.slow
@@ -104,17 +104,17 @@ def test_sigkill_mid_trial_then_rerun_covers_each_point_once(tmp_path):
 LOAD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ddpm.sweeps import load_study, load_sweep
+    from ddpm.sweeps import open_sweep_study, load_sweep
     Path(sys.argv[1]).touch()          # imported, at the start line
     for path, url, go in zip(*[iter(sys.argv[2:])] * 3):
         while not Path(go).exists():
             time.sleep(0.002)
-        load_study(load_sweep(path, storage=url))
+        open_sweep_study(load_sweep(path, storage=url))
 """)
 
 
 def _load_at_once(jobs: list[tuple[Path, str]], tmp_path: Path, n: int = 3) -> None:
-    """n processes call load_study(path, url) for each job, starting each job together (a start file)."""
+    """n processes call open_sweep_study(path, url) for each job, starting each job together (a start file)."""
     tag = uuid.uuid4().hex[:6]
     gos = [tmp_path / f"go-{tag}-{k}" for k in range(len(jobs))]
     ready = [tmp_path / f"ready-{tag}-{i}" for i in range(n)]
@@ -126,7 +126,7 @@ def _load_at_once(jobs: list[tuple[Path, str]], tmp_path: Path, n: int = 3) -> N
     while not all(r.exists() for r in ready) and time.time() < deadline:
         time.sleep(0.01)
     for go in gos:
-        go.touch()                  # all start load_study within milliseconds
+        go.touch()                  # all start open_sweep_study within milliseconds
         time.sleep(0.7)
     for p in procs:
         out, _ = p.communicate(timeout=120)
@@ -155,9 +155,9 @@ def _race(tmp_path: Path, urls: dict[str, str], rounds: int = 3) -> None:
     _load_at_once(jobs, tmp_path)
     for path, url in jobs:
         spec = load_sweep(path, storage=url)
-        _check_enqueued_once(load_study(spec))
-        load_study(spec)
-        _check_enqueued_once(load_study(spec))
+        _check_enqueued_once(open_sweep_study(spec))
+        open_sweep_study(spec)
+        _check_enqueued_once(open_sweep_study(spec))
 
 
 def test_enqueueing_is_idempotent_under_concurrent_creation(tmp_path):
@@ -181,7 +181,7 @@ def _fixed(t: optuna.trial.FrozenTrial) -> tuple:
 
 def test_enqueue_fills_only_missing_points_counting_retries(tmp_path):
     """A study that holds some points already (an older study's trial matched by its params, a failed trial and
-    its retry, as after a crash mid-enqueue): load_study adds exactly the missing points."""
+    its retry, as after a crash mid-enqueue): open_sweep_study adds exactly the missing points."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     path = grid_file(tmp_path, "grid-fill", enqueue_baseline=False)
@@ -196,8 +196,8 @@ def test_enqueue_fills_only_missing_points_counting_retries(tmp_path):
     t.suggest_categorical("train.lr", [1e-3, 2e-3])
     study.tell(t, state=TrialState.FAIL)
     RetryHeartbeatStaleTrialCallback()(study, study.get_trials()[0])
-    study = load_study(spec)
-    load_study(spec)
+    study = open_sweep_study(spec)
+    open_sweep_study(spec)
     trials = study.get_trials()
     assert len(trials) == 5                                # 3 held (one retried) + the 2 missing
     assert Counter(_fixed(t) for t in trials[3:]) == Counter([("cosine", 1e-3), ("linear", 2e-3)])
@@ -210,7 +210,7 @@ def test_grid_worker_never_makes_up_a_point(tmp_path):
     point fails with a clear reason instead of sampling one."""
     path = grid_file(tmp_path, "grid-none")
     spec = load_sweep(path)
-    study = load_study(spec)
+    study = open_sweep_study(spec)
     for _ in range(4):
         study.tell(study.ask(), state=TrialState.FAIL)    # consume the 4 waiting points
     assert run_worker(spec, verbose=False) == 0

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from conftest import REPO
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
-from ddpm.sweeps import load_study, load_sweep, open_storage
+from ddpm.sweeps import open_sweep_study, load_sweep, open_storage
 from ddpm.sweeps.runner import STORAGE_ENV, Budget
 from test_sweeps_study import env, sweep_file
 
@@ -42,7 +42,7 @@ def test_killed_worker_trial_is_retried_and_resumed(tmp_path):
                       overrides={"train.epochs": 3, "data.limit": 384, "train.batch_size": 32},
                       heartbeat={"interval": 1, "grace_period": 4, "max_retry": 2})
     spec = load_sweep(path, storage=url)
-    study = load_study(spec)     # created once, before the workers join
+    study = open_sweep_study(spec)     # created once, before the workers join
     procs = [subprocess.Popen([sys.executable, "-m", "ddpm", "worker", str(path), "--threads", "1"], cwd=tmp_path,
                               env={**env(), STORAGE_ENV: url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for _ in range(2)]

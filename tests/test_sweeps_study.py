@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from conftest import REPO, sigint_default
 from ddpm.io import read_jsonl
-from ddpm.sweeps import load_study, load_sweep, run_study
+from ddpm.sweeps import open_sweep_study, load_sweep, run_study
 from ddpm.sweeps.metrics import throughput
 from ddpm.sweeps.runner import Budget
 
@@ -123,7 +123,7 @@ def test_three_trial_study_on_sqlite(tmp_path, tiny_classifier, monkeypatch, cap
 
     capsys.readouterr()
     assert main(["sweep", str(path)]) == 0
-    assert len(load_study(spec).trials) == 3
+    assert len(open_sweep_study(spec).trials) == 3
     assert main(["trials", "three", "--out-dir", str(tmp_path / "runs")]) == 0
     assert main(["studies", "--out-dir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr()
@@ -165,7 +165,7 @@ def test_ctrl_c_then_rerun_resumes_the_trial(tmp_path):
     assert "run `ddpm sweep" in out and "again to resume" in out
 
     spec = load_sweep(path)
-    (t0,) = load_study(spec).get_trials()
+    (t0,) = open_sweep_study(spec).get_trials()
     assert t0.state == TrialState.FAIL and t0.user_attrs["interrupted"] is True
     done = len(read_jsonl(metrics))
     assert done >= 1

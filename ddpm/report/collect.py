@@ -1,7 +1,7 @@
 """Read what a report needs, offline: the Optuna study (storage) and each trial's run folder.
 
-Nothing here needs W&B or a network: trial user attributes written by the sweep (``run_dir``,
-``guidance``, ``best_omega``, ``config``, ``failure_reason``, ``duration_s``), study user attributes
+Nothing here needs W&B or a network: each trial's stored record (``ddpm.sweeps.record.TrialRecord``:
+``run_dir``, ``guidance``, ``best_omega``, ``config``, ``failure_reason``, ``duration_s``), study user attributes
 (``spec``, ``objectives``, ``base_experiment``, ``baseline_trial``) and the run folder files
 (``config.yaml``, ``metrics.jsonl``, ``eval.json``, ``grids/``).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -20,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.redact import redact_url, secrets_of
+from ddpm.sweeps.record import TrialRecord, state_name
 from ddpm.sweeps.storage import (default_storage_url, local_storage_file, local_study_storages, open_storage_readonly,
                                   reading)
 
@@ -61,8 +63,9 @@ def _studies_hint(names: list[str], where: str = "there") -> str:
     return f"; studies {where}: {', '.join(names)}" if names else f"; no studies {where}"
 
 
-def load_study(study_name: str, storage: Optional[str] = None) -> tuple[optuna.Study, str]:
-    """(study, storage URL); a missing study is a one-line ``StudyNotFound`` naming those present."""
+def find_study(study_name: str, storage: Optional[str] = None) -> tuple[optuna.Study, str]:
+    """(study, storage URL) of an existing study, opened read-only (never created); a missing study is a
+    one-line ``StudyNotFound`` naming those present."""
     url = storage or default_storage(study_name)
     store = _open_storage(url, study_name)
     with reading(url):
@@ -98,9 +101,13 @@ class TrialData:
     def number(self) -> int:
         return self.trial.number
 
+    @cached_property
+    def record(self) -> TrialRecord:
+        return TrialRecord.from_trial(self.trial)
+
     @property
     def state(self) -> str:
-        return self.trial.state.name.lower()
+        return state_name(self.trial.state)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -112,21 +119,17 @@ class TrialData:
 
     @property
     def duration_s(self) -> Optional[float]:
-        d = self.trial.user_attrs.get("duration_s")
-        if isinstance(d, (int, float)):
-            return float(d)
+        if self.record.duration_s is not None:
+            return float(self.record.duration_s)
         return self.trial.duration.total_seconds() if self.trial.duration is not None else None
 
     @property
     def best_omega(self) -> Optional[float]:
-        return self.trial.user_attrs.get("best_omega")
+        return self.record.best_omega
 
     @property
     def failure_reason(self) -> Optional[str]:
-        reason = self.trial.user_attrs.get("failure_reason")
-        if reason is None and self.trial.state == TrialState.FAIL:
-            reason = self.trial.system_attrs.get("fail_reason")
-        return str(reason) if reason is not None else None
+        return self.record.reason(self.trial.state)
 
     def last(self, key: str) -> Optional[float]:
         for rec in reversed(self.metrics):
@@ -236,10 +239,11 @@ def _resolve_run_dir(raw: Any, storage_url: str) -> Optional[Path]:
 
 
 def _read_trial(trial: FrozenTrial, storage_url: str) -> TrialData:
-    run_dir = _resolve_run_dir(trial.user_attrs.get("run_dir"), storage_url)
+    record = TrialRecord.from_trial(trial)
+    run_dir = _resolve_run_dir(record.run_dir, storage_url)
     metrics: list[dict[str, Any]] = []
-    guidance = trial.user_attrs.get("guidance")
-    config = trial.user_attrs.get("config")
+    guidance: Optional[list[Any]] = record.guidance
+    config = record.config
     if run_dir is not None and run_dir.is_dir():
         metrics = read_jsonl(run_dir / "metrics.jsonl")
         if not guidance and (run_dir / "eval.json").is_file():
@@ -266,7 +270,7 @@ def _shown_path(raw: Any) -> Optional[str]:
 
 
 def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
-    study, url = load_study(study_name, storage)
+    study, url = find_study(study_name, storage)
     with reading(url):
         trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
         spec = study.user_attrs.get("spec")

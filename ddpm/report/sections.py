@@ -94,7 +94,7 @@ def _environment(data: StudyData) -> str:
     import socket
 
     recorded = data.study.user_attrs.get("environment")
-    hosts = sorted({str(t.trial.user_attrs["host"]) for t in data.trials if t.trial.user_attrs.get("host")})
+    hosts = sorted({t.record.host for t in data.trials if t.record.host})
     cfgs = [t.config for t in data.trials if t.config]
     devices = sorted({str(c.get("train", {}).get("device", "auto")) for c in cfgs})
     parts: list[str] = []
@@ -227,13 +227,13 @@ def best(ctx: ReportContext) -> Section:
     return Section("best", "Best trial and its config", lines)
 
 
-GUIDANCE_COLUMNS = ("fid", "accuracy", "kid", "diversity")  # read from the guidance row at the trial's best omega
+TOP_TABLE_GUIDANCE_METRICS = ("fid", "accuracy", "kid", "diversity")  # from the guidance row at the trial's best omega
 
 
 def _guidance_keys(d: StudyData) -> list[str]:
     """Guidance metrics not already shown as an objective."""
     objectives = {o.metric.lower() for o in d.objectives}
-    return [k for k in GUIDANCE_COLUMNS if k not in objectives]
+    return [k for k in TOP_TABLE_GUIDANCE_METRICS if k not in objectives]
 
 
 def _guidance_cells(t: TrialData, keys: list[str]) -> list[str]:
@@ -447,7 +447,7 @@ def grids(ctx: ReportContext) -> Section:
 @register_section("failures")
 def failures(ctx: ReportContext) -> Optional[Section]:
     d = ctx.data
-    bad = [t for t in d.trials if t.state in ("fail", "pruned")]
+    bad = [t for t in d.trials if t.state in ("failed", "pruned")]
     if not bad:
         return None
     rows = [[f"#{t.number}", t.state, fmt(len(t.metrics)), fmt(t.last("test_loss")), t.failure_reason or "–"]

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ddpm.config import _from_dict, _unknown_in_section
 from ddpm.errors import ConfigError
+from ddpm.sweeps.record import TrialRecord
 
 CONFIRM_SEED = 10_000        # confirmation seeds are CONFIRM_SEED + s: never the selection seed (guidance.seed)
 SPLIT = "test"               # the confirmation is the only stage that scores on the test split
@@ -70,7 +71,7 @@ def candidates(trials: list[FrozenTrial], directions: list[str], top_k: int,
                baseline: Optional[int]) -> list[FrozenTrial]:
     """The ``top_k`` completed trials by the first objective (ties: trial number), then the baseline."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values
-            and math.isfinite(t.values[0]) and t.user_attrs.get("run_dir")]
+            and math.isfinite(t.values[0]) and TrialRecord.from_trial(t).run_dir]
     s = _sign(directions[0])
     ranked = sorted(done, key=lambda t: (s * t.values[0], t.number))[:top_k]
     if baseline is not None and all(t.number != baseline for t in ranked):
@@ -111,8 +112,9 @@ def confirm_trial(trial: FrozenTrial, spec: Any, confirm: ConfirmSpec, device: A
 
     g = spec.guidance
     dev = resolve_device("auto") if device is None else device
-    model, cfg, ckpt = load_model(Path(trial.user_attrs["run_dir"]), dev)
-    omega = float(trial.user_attrs.get("best_omega", cfg.sample.omega))
+    record = TrialRecord.from_trial(trial)
+    model, cfg, ckpt = load_model(Path(str(record.run_dir)), dev)
+    omega = float(record.best_omega if record.best_omega is not None else cfg.sample.omega)
     rows = []
     steps = cap_steps(g.steps, cfg.diffusion.T)   # the sweep's step budget: at most this trial's T
     for s in range(confirm.seeds):
@@ -150,7 +152,7 @@ def run_confirmation(study: optuna.Study, spec: Any, log: Callable[[str], None] 
         if str(t.number) in record["trials"]:
             continue
         log(f"confirming trial {t.number} on the {SPLIT} split: {confirm.seeds} seed(s) x {confirm.n} images "
-            f"at omega {t.user_attrs.get('best_omega')}")
+            f"at omega {TrialRecord.from_trial(t).best_omega}")
         record["trials"][str(t.number)] = confirm_trial(t, spec, confirm, device)
         study.set_user_attr("confirmation", record)      # saved trial by trial: an interruption loses one
     key, sign = metric.row_key, _sign(directions[0])

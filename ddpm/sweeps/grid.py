@@ -22,6 +22,7 @@ from typing import Any, Optional
 import optuna
 
 from ddpm.errors import ConfigError
+from ddpm.sweeps.record import TrialRecord
 from ddpm.sweeps.samplers import grid_values
 from ddpm.sweeps.spec import SweepSpec
 
@@ -93,7 +94,7 @@ def enqueue_grid(study: optuna.Study, spec: SweepSpec) -> list[int]:
                           f"now gives {_json(grid_values(spec.space))}; rename the study or restore the grid")
     held: set[int] = set()
     for t in study.get_trials(deepcopy=False):
-        gid = t.user_attrs.get("grid_id")
+        gid = TrialRecord.from_trial(t).grid_id
         if gid is None:  # a trial from before grids were enqueued, or added by hand: match its params
             gid = point_id(t.system_attrs.get("fixed_params") or t.params, points)
         if gid is not None:
@@ -101,13 +102,10 @@ def enqueue_grid(study: optuna.Study, spec: SweepSpec) -> list[int]:
     first = baseline_id(spec, points)
     added = [i for i in order if i not in held]
     for i in added:
-        attrs: dict[str, Any] = {"grid_id": i}
-        if i == first:
-            attrs["baseline"] = True
-        study.enqueue_trial(points[i], user_attrs=attrs)
+        study.enqueue_trial(points[i], user_attrs=TrialRecord(grid_id=i, baseline=i == first).to_user_attrs())
     if first in added:
         waiting = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-                   if t.user_attrs.get("grid_id") == first]
+                   if TrialRecord.from_trial(t).grid_id == first]
         study.set_user_attr("baseline_trial", waiting[0].number)
     if recorded is None:
         study.set_user_attr("grid", _json(grid_values(spec.space)))

@@ -9,10 +9,8 @@ A retried trial (its worker died, or the sweep was interrupted) copies its prede
 and continues from ``last.pt`` instead of epoch 0. A trial that raises or diverges is recorded failed
 with its reason; the study goes on.
 
-Trial user attributes (read by ``ddpm.report``): run_dir, guidance (rows), guidance_split (the reference
-split the rows were scored on: ``val``, or ``test`` without a validation split), best_omega, config (the
-resolved config, sample.omega = best omega), failure_reason, duration_s; also retry_of,
-resumed_from_epoch, host, pid.
+What a trial stores (its user attributes) is one typed record, ``ddpm.sweeps.record.TrialRecord``:
+written here field by field as the trial goes, read by the runner, the CLI, the tracker and the report.
 """
 from __future__ import annotations
 
@@ -29,6 +27,7 @@ import optuna
 from ddpm.config import set_dotted
 from ddpm.progress import console
 from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, best_guidance_row
+from ddpm.sweeps.record import TrialRecord
 from ddpm.sweeps.spec import PruneSpec, SweepSpec, suggest_params, trial_config
 from ddpm.train import Callback, TrainState
 
@@ -109,7 +108,7 @@ class SweepObjective:
             name = f"trial-{trial.number}"
             run_dir = self._start(trial, spec.study_dir / name, params)
             cfg = trial_config(spec, params, name)  # a choice the config rejects fails this trial only
-            trial.set_user_attr("config", cfg.to_dict())
+            TrialRecord.write(trial, config=cfg.to_dict())
             callbacks: list[Callback] = []
             if spec.prune is not None:
                 callbacks.append(PruningCallback(trial, spec.prune, active=spec.pruner != "none"))
@@ -131,19 +130,18 @@ class SweepObjective:
             return values if len(values) > 1 else values[0]
         except optuna.TrialPruned as e:
             state, reason = "pruned", str(e) or "pruned"
-            trial.set_user_attr("failure_reason", reason)
+            TrialRecord.write(trial, failure_reason=reason)
             raise
         except KeyboardInterrupt:
             state, reason = "interrupted", "interrupted (Ctrl-C); rerunning the sweep resumes this trial"
-            trial.set_user_attr("failure_reason", reason)
-            trial.set_user_attr("interrupted", True)
+            TrialRecord.write(trial, failure_reason=reason, interrupted=True)
             raise
         except Exception as e:
             reason = f"{type(e).__name__}: {e}".replace("\n", " ")[:500]
-            trial.set_user_attr("failure_reason", reason)
+            TrialRecord.write(trial, failure_reason=reason)
             raise
         finally:
-            trial.set_user_attr("duration_s", round(time.time() - start, 2))
+            TrialRecord.write(trial, duration_s=round(time.time() - start, 2))
             if tracker is not None:
                 try:
                     tracker.finish(state, reason)  # type: ignore[attr-defined]
@@ -155,31 +153,26 @@ class SweepObjective:
         from last.pt). Nothing already on disk is deleted: a folder that exists (another study of the same
         name in another storage, or an older study whose numbers restarted at 0) is left as it is and this
         trial runs in the next free ``trial-<n>-v<k>`` (recorded in the ``run_dir`` attribute)."""
-        ft = frozen(trial)
-        history = ft.system_attrs.get("retry_history") or []
-        previous = ft.user_attrs.get("run_dir")  # inherited from the failed trial by the retry callback
+        stored = TrialRecord.from_trial(frozen(trial))
+        before = stored.retried_trial
+        previous = stored.run_dir  # inherited from the failed trial by the retry callback
         wanted = run_dir
         run_dir = _free_run_dir(run_dir)
         if run_dir != wanted and self.verbose:
             owner = _owner(wanted)
             console.print(f"trial {trial.number}: {wanted} already exists{f' ({owner})' if owner else ''} and is left "
                           f"untouched; this trial runs in {run_dir}", soft_wrap=True)
-        if history and previous and Path(previous).is_dir() and Path(previous).resolve() != wanted.resolve():
+        if before is not None and previous and Path(previous).is_dir() and Path(previous).resolve() != wanted.resolve():
             shutil.copytree(previous, run_dir, ignore=shutil.ignore_patterns("*.tmp", "wandb"))
-            trial.set_user_attr("retry_of", history[-1])
-            trial.set_user_attr("failure_reason", None)
-            trial.set_user_attr("interrupted", False)
             epoch = _last_epoch(run_dir)
-            trial.set_user_attr("resumed_from_epoch", epoch)
+            TrialRecord.write(trial, retry_of=before, failure_reason=None, interrupted=False, resumed_from_epoch=epoch)
             if self.verbose:
-                console.print(f"trial {trial.number}: retry of trial {history[-1]}, resuming {run_dir} after epoch {epoch}", soft_wrap=True)
+                console.print(f"trial {trial.number}: retry of trial {before}, resuming {run_dir} after epoch {epoch}", soft_wrap=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         _mark(run_dir, self.spec, trial)
-        trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        if ft.user_attrs.get("baseline"):  # set when enqueued (a grid's baseline point too), copied by a retry
-            trial.set_user_attr("baseline", True)
+        TrialRecord.write(trial, run_dir=str(run_dir), host=socket.gethostname(), pid=os.getpid())
+        if stored.baseline:  # set when enqueued (a grid's baseline point too), copied by a retry
+            TrialRecord.write(trial, baseline=True)
             trial.study.set_user_attr("baseline_trial", trial.number)
         return run_dir
 
@@ -204,18 +197,17 @@ class SweepObjective:
             rows = [json_row(r) for r in rows]
             best = best_guidance_row(rows, OBJECTIVE_METRICS[g.select or "fid"])
             best_omega = float(best["omega"])
-            trial.set_user_attr("guidance", rows)
-            trial.set_user_attr("guidance_split", scoring_split(cfg))
+            TrialRecord.write(trial, guidance=rows, guidance_split=scoring_split(cfg))
             if tracker is not None:
                 tracker.log_guidance(rows, run.run_dir)  # type: ignore[attr-defined]
-        trial.set_user_attr("best_omega", best_omega)
+        TrialRecord.write(trial, best_omega=best_omega)
         resolved = cfg.to_dict()
         set_dotted(resolved, "sample.omega", best_omega)
         if spec.guidance is not None:
             for key, value in (("sample.sampler", spec.guidance.sampler), ("sample.steps", spec.guidance.steps),
                                ("sample.eta", spec.guidance.eta)):
                 set_dotted(resolved, key, value)
-        trial.set_user_attr("config", resolved)
+        TrialRecord.write(trial, config=resolved)
         values = [m.value(best, run.history) for m, _ in spec.objectives]
         for (m, _), v in zip(spec.objectives, values):
             if not math.isfinite(v):

@@ -35,6 +35,7 @@ from ddpm.sweeps.grid import enqueue_grid
 from ddpm.sweeps.locks import StudyLock, study_lock
 from ddpm.sweeps.objective import SweepObjective
 from ddpm.sweeps.pruners import make_pruner
+from ddpm.sweeps.record import TrialRecord, retried_numbers, state_name
 from ddpm.sweeps.samplers import make_optuna_sampler
 from ddpm.sweeps.spec import SweepSpec
 from ddpm.sweeps.storage import Heartbeat, check_storage_file, default_storage_url, open_storage, redact_url, uses_heartbeat
@@ -69,18 +70,18 @@ def worker_seed(seed: Optional[int], worker: Optional[int]) -> Optional[int]:
     return seed + (worker if worker is not None else 1_000_000 + secrets.randbits(32))
 
 
-def load_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
-               worker: Optional[int] = 0) -> optuna.Study:
+def open_sweep_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
+                     worker: Optional[int] = 0) -> optuna.Study:
     """The sweep's study in its storage: created (with its attributes and enqueued trials) if new.
 
     Runs under the study lock, so processes that start at once create it and enqueue its trials once."""
     url = url or storage_url(spec)
     check_storage_file(url)  # a damaged SQLite file is reported before a lock file is made beside it
     with study_lock(url, spec.study):
-        return _load_study(spec, url, create, worker)
+        return _open_sweep_study(spec, url, create, worker)
 
 
-def _load_study(spec: SweepSpec, url: str, create: bool, worker: Optional[int]) -> optuna.Study:
+def _open_sweep_study(spec: SweepSpec, url: str, create: bool, worker: Optional[int]) -> optuna.Study:
     storage = open_storage(url, _heartbeat(spec, url))
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     kwargs = dict(spec.sampler_kwargs)
@@ -112,9 +113,10 @@ def _load_study(spec: SweepSpec, url: str, create: bool, worker: Optional[int]) 
         study.set_user_attr("base_experiment", portable_path(spec.base))
         study.set_user_attr("sweep_file", portable_path(spec.path))
         if spec.enqueue_baseline and spec.sampler != "grid":  # a grid enqueues the baseline's point first
-            study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
+            study.enqueue_trial(spec.baseline_params(), user_attrs=TrialRecord(baseline=True).to_user_attrs(),
+                                skip_if_exists=True)
             waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                       if t.user_attrs.get("baseline")]
+                       if TrialRecord.from_trial(t).baseline]
             if waiting:
                 study.set_user_attr("baseline_trial", waiting[0].number)
         for params in spec.enqueue:
@@ -135,7 +137,7 @@ class Budget:
     @classmethod
     def of(cls, study: optuna.Study) -> "Budget":
         trials = study.get_trials(deepcopy=False)
-        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+        retried = retried_numbers(trials)
         live = [t for t in trials if t.number not in retried]
         return cls(len(live), sum(t.state == TrialState.WAITING for t in live),
                    sum(t.state == TrialState.RUNNING for t in live))
@@ -153,13 +155,13 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = retried_numbers(trials)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = RetryHeartbeatStaleTrialCallback(max_retry=None, inherit_intermediate_values=True)
     out = []
     for t in trials:
-        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in retried:
+        if t.state == TrialState.FAIL and TrialRecord.from_trial(t).interrupted and t.number not in retried:
             retry(study, copy.deepcopy(t))
             out.append(t.number)
     return out
@@ -171,19 +173,19 @@ def _report_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
     from ddpm.sweeps.metrics import omega_at_edge
 
     params = escape(", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in t.params.items()))
-    reason = escape(str(t.user_attrs.get("failure_reason") or ""))
-    dur = t.user_attrs.get("duration_s")
-    took = f"  {dur:.0f}s" if isinstance(dur, (int, float)) else ""
+    record = TrialRecord.from_trial(t)
+    reason = escape(str(record.failure_reason or ""))
+    took = f"  {record.duration_s:.0f}s" if record.duration_s is not None else ""
     if t.state == TrialState.COMPLETE:
         names = [o["metric"] for o in study.user_attrs.get("objectives", [])] or ["value"] * len(t.values)
         vals = "  ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
-        edge = omega_at_edge(t.user_attrs.get("guidance") or [], t.user_attrs.get("best_omega"))
-        console.print(f"[green]trial {t.number} complete[/]  {vals}  omega={t.user_attrs.get('best_omega')}  "
+        edge = omega_at_edge(record.guidance, record.best_omega)
+        console.print(f"[green]trial {t.number} complete[/]  {vals}  omega={record.best_omega}  "
                       f"({params}){took}" + (f"  [yellow]note: {escape(edge)}[/]" if edge else ""), soft_wrap=True)
     elif t.state == TrialState.PRUNED:
         console.print(f"[yellow]trial {t.number} pruned[/]  {reason}  ({params}){took}", soft_wrap=True)
     else:
-        console.print(f"[red]trial {t.number} {t.state.name.lower()}[/]  {reason}  "
+        console.print(f"[red]trial {t.number} {state_name(t.state)}[/]  {reason}  "
                       f"({params}){took}", soft_wrap=True)
 
 
@@ -197,7 +199,7 @@ def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[in
     url = url or storage_url(spec)
     n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
-    study = load_study(spec, url, worker=worker)
+    study = open_sweep_study(spec, url, worker=worker)
     objective = SweepObjective(spec, verbose=verbose)
     heartbeat = _heartbeat(spec, url)
     lock = study_lock(url, spec.study)
@@ -242,7 +244,7 @@ def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_tr
               threads: Optional[int] = None) -> optuna.Study:
     """Create or resume the study, requeue interrupted trials, run ``workers`` processes until the budget is spent."""
     url = url or storage_url(spec)
-    study = load_study(spec, url)
+    study = open_sweep_study(spec, url)
     with study_lock(url, spec.study):
         again = requeue_interrupted(study)
         b = Budget.of(study)

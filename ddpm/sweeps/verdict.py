@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from ddpm.sweeps.metrics import OBJECTIVE_METRICS
+from ddpm.sweeps.record import TrialRecord
 
 DISPLAY = {"fid": "FID", "kid": "KID"}
 
@@ -67,18 +68,6 @@ def fmt_difference(diff: float, half_width: float) -> str:
     return f"{diff:.4g} +- {half_width:.4g}" if d is None else f"{diff:.{d}f} +- {half_width:.{d}f}"
 
 
-def guidance_row(user_attrs: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The stored guidance row at the trial's best omega (None when there is none)."""
-    omega = user_attrs.get("best_omega")
-    rows = user_attrs.get("guidance") or []
-    if omega is None:
-        return None
-    for row in rows:
-        if isinstance(row, dict) and math.isclose(float(row.get("omega", math.nan)), float(omega)):
-            return row
-    return None
-
-
 def objective_score(trial: Any, index: int, metric: str) -> Optional[Score]:
     """The trial's ``index``-th objective value with the interval of its best-omega guidance row, if any.
     ``trial``: an Optuna FrozenTrial (values, user_attrs). None when the trial has no value."""
@@ -87,7 +76,7 @@ def objective_score(trial: Any, index: int, metric: str) -> Optional[Score]:
         return None
     value = float(values[index])
     m = OBJECTIVE_METRICS.get(metric)
-    row = guidance_row(trial.user_attrs) if m is not None and m.row_key is not None else None
+    row = TrialRecord.from_trial(trial).best_row() if m is not None and m.row_key is not None else None
     if row is None:
         return Score(value)
     key = m.row_key  # type: ignore[union-attr]

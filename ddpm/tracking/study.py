@@ -10,6 +10,7 @@ from ddpm.config import ExperimentConfig, TrackingConfig
 from ddpm.progress import console
 from ddpm.redact import redact
 from ddpm.sweeps.importance import EVALUATOR, param_importances as importances_of
+from ddpm.sweeps.record import state_name
 from ddpm.tracking.base import RunSpec
 from ddpm.tracking.wandb_run import WandbTracker, resolve_mode
 
@@ -79,8 +80,8 @@ def log_study(study: Any, group: Optional[str] = None, cfg: Optional[ExperimentC
                                                          title=f"parameter importance ({EVALUATOR})")
     tracker.log(data)
 
-    states = [t.state.name.lower() for t in trials]
-    summary: dict[str, Any] = {f"n_{s}": states.count(s) for s in ("complete", "pruned", "fail")}
+    states = [state_name(t.state) for t in trials]
+    summary: dict[str, Any] = {f"n_{s}": states.count(s) for s in ("complete", "pruned", "failed")}
     summary["n_trials"] = len(trials)
     if not multi and any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
         bt = study.best_trial
@@ -101,7 +102,7 @@ def _trials_table(trials: list[Any], multi: bool) -> Any:
     for t in trials:
         value = (list(t.values) if multi else t.values[0]) if t.values else None
         seconds = t.duration.total_seconds() if t.duration is not None else None
-        table.add_data(t.number, t.state.name.lower(), value, seconds, *[_cell(t.params.get(k)) for k in param_keys])
+        table.add_data(t.number, state_name(t.state), value, seconds, *[_cell(t.params.get(k)) for k in param_keys])
     return table
 
 

@@ -34,8 +34,8 @@ RECORD_KEYS: dict[str, str] = {
     "seconds": "train/epoch_seconds",
 }
 GRID_KEY = "samples/grid"
-GUIDANCE_COLUMNS = ("omega", "fid", "fid_lo", "fid_hi", "floor", "accuracy", "accuracy_lo", "accuracy_hi",
-                    "kid", "kid_lo", "kid_hi", "n", "diversity", "seconds", "grid")   # grid last: the image
+GUIDANCE_TABLE_COLUMNS = ("omega", "fid", "fid_lo", "fid_hi", "floor", "accuracy", "accuracy_lo", "accuracy_hi",
+                          "kid", "kid_lo", "kid_hi", "n", "diversity", "seconds", "grid")   # grid last: the image
 EXIT_CODE = {"complete": 0, "pruned": 0, "failed": 1, "interrupted": 255}
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
@@ -332,11 +332,11 @@ class WandbTracker(Tracker):
             import wandb
 
             rows = sorted(rows, key=lambda r: r["omega"])
-            table = wandb.Table(columns=list(GUIDANCE_COLUMNS))
+            table = wandb.Table(columns=list(GUIDANCE_TABLE_COLUMNS))
             for r in rows:
                 grid = Path(out_dir) / r["grid"] if r.get("grid") else None
                 image = wandb.Image(str(grid), caption=f"omega={r['omega']}") if grid and grid.is_file() else None
-                table.add_data(*[r.get(c) for c in GUIDANCE_COLUMNS[:-1]], image)
+                table.add_data(*[r.get(c) for c in GUIDANCE_TABLE_COLUMNS[:-1]], image)
             # two charts, not one: FID (tens) and accuracy (0..1) do not share a useful y scale
             data: dict[str, Any] = {"guidance/table": table}
             for metric in ("fid", "accuracy"):

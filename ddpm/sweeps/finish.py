@@ -1,0 +1,49 @@
+"""What ``ddpm sweep`` does once its trials are done: log the study to W&B (when tracking is on), stop
+when no trial completed, run the confirmation stage, write the report."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import optuna
+
+from ddpm.progress import console
+from ddpm.sweeps.listing import no_trial_completed
+from ddpm.sweeps.spec import SweepSpec
+from ddpm.sweeps.storage import reading
+
+
+def finish_study(study: optuna.Study, spec: SweepSpec, url: str, confirm: bool = True,
+                 report: bool = True) -> Optional[str]:
+    """Log, confirm (``spec.confirm``, unless ``confirm`` is False) and report (``spec.report``, unless
+    ``report`` is False). Returns None, or one line saying why no trial completed (nothing confirmed or
+    reported then: a report without a best config would only replace an earlier good one in
+    ``reports/<study>/``; ``ddpm trials`` shows the failures and ``ddpm report`` still works)."""
+    log_study_run(study, spec)
+    why = no_trial_completed(study, spec.storage)
+    if why:
+        return why
+    if spec.confirm is not None and confirm:
+        from ddpm.sweeps.confirm import run_confirmation
+
+        with reading(url):
+            run_confirmation(study, spec, log=lambda line: console.print(line, markup=False, soft_wrap=True))
+    if spec.report and report:
+        from ddpm.report import default_report_dir, write_report
+
+        out = default_report_dir(spec.study)
+        path = write_report(spec.study, url, out)
+        console.print(f"report: {path or out}", soft_wrap=True)
+    return None
+
+
+def log_study_run(study: optuna.Study, spec: Any) -> None:
+    """One study-level W&B run (optimisation history, importances) when tracking is on."""
+    from ddpm.tracking import log_study
+
+    cfg = spec.base_config()
+    if cfg.tracking.wandb == "disabled":
+        return
+    try:
+        log_study(study, group=spec.study, cfg=cfg)
+    except Exception as e:  # tracking never turns a finished study into an error
+        console.print(f"[yellow]warning: could not log the study to W&B: {e}[/]", soft_wrap=True)
