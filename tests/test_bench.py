@@ -36,6 +36,21 @@ def test_bench_runs_tiny_and_writes_json(tmp_path, monkeypatch, capsys):
     md = out.with_suffix(".md").read_text()
     assert "| 8 |" in md and "faithful img/s" in md
     assert "grid times are estimates" in capsys.readouterr().err
+    # --merge: the rows of both files in order, the markdown beside the merged JSON; a bad input writes nothing
+    other = dict(result, rows=[dict(row, width=16)], created="2000-01-01T00:00:00+00:00")
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    merged_path = tmp_path / "merged.json"
+    assert main(["bench", "--merge", str(out), str(tmp_path / "other.json"), "--out", str(merged_path)]) == 0
+    merged = json.loads(merged_path.read_text())
+    assert [r["width"] for r in merged["rows"]] == [8, 16] and len(merged["merged_from"]) == 2
+    assert "| 16 |" in merged_path.with_suffix(".md").read_text()
+    capsys.readouterr()
+    (tmp_path / "not-bench.json").write_text(json.dumps({"format": "something else"}))
+    bad_out = tmp_path / "bad.json"
+    assert main(["bench", "--merge", str(out), str(tmp_path / "not-bench.json"), "--out", str(bad_out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not-bench.json: not a ddpm bench result" in err
+    assert not bad_out.exists()
 
 
 def test_bench_rejects_bad_widths(capsys):

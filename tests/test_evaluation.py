@@ -369,3 +369,63 @@ def test_one_best_row_for_eval_and_the_sweep_objective() -> None:
     for name in ("fid", "accuracy"):                              # the objective picks the same row
         assert best_guidance_row(rows, OBJECTIVE_METRICS[name]) is best_row(rows, name)
     assert best_row([{"omega": 4.0, "fid": nan}, {"omega": 5.0, "fid": nan}])["omega"] == 4.0   # all lose: first
+
+
+# ---- the classifier cache: explicit objects, and `ddpm eval train-classifier --force` ----------------------
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_train_classifier_force_retrains_and_evaluation_uses_it(tiny_model, tmp_path, monkeypatch, capsys):
+    from ddpm.evaluation.classifier import ClassifierCache, shipped_classifier_path
+
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))       # an empty cache: the shipped one is in use
+    shipped = shipped_classifier_path("mnist")
+    assert ClassifierCache.source("mnist") == shipped
+    assert main(["eval", "train-classifier", "--device", "cpu"]) == 0           # show: nothing is trained
+    assert str(shipped) in capsys.readouterr().err.replace("\n", "") and not classifier_path("mnist").exists()
+
+    argv = ["eval", "train-classifier", "--force", "--epochs", "1", "--device", "cpu"]
+    assert main([*argv, "--limit", "300"]) == 0
+    path = classifier_path("mnist")
+    assert ClassifierCache.source("mnist") == path and _sha(path) != _sha(shipped)
+    retrained = load_classifier(path)
+    assert retrained.meta["train_limit"] == 300 and retrained.meta["epochs"] == 1    # not the shipped weights
+    assert float(capsys.readouterr().out.split()[-1]) == pytest.approx(retrained.test_accuracy, abs=1e-4)
+    old = load_classifier(shipped).net.state_dict()
+    assert any(not torch.equal(v, old[k]) for k, v in retrained.net.state_dict().items())
+
+    cache = ClassifierCache()
+    first = cache.get("mnist", train_if_missing=False)
+    assert first.meta["train_limit"] == 300 and cache.get("mnist") is first          # loaded once
+    stamp = (path.stat().st_mtime_ns, _sha(path))
+    assert main([*argv, "--limit", "200"]) == 0                                       # --force again: retrained
+    assert (path.stat().st_mtime_ns, _sha(path)) != stamp
+    again = cache.get("mnist")                                                       # the cache sees the new file
+    assert again is not first and again.meta["train_limit"] == 200
+
+    model, cfg = tiny_model                                                          # ... and so does ddpm eval
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "ema": None, "config": cfg.to_dict()})
+    assert main(["eval", str(ckpt), "--omega", "1", "--n", "10", "--sampler", "ddim", "--steps", "2",
+                 "--device", "cpu", "--out", str(tmp_path / "ev")]) == 0
+    doc = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert doc["classifier"] == again.key and doc["classifier_test_accuracy"] == again.test_accuracy
+    assert doc["classifier"] != load_classifier(shipped).key
+
+
+def test_reference_statistics_live_on_the_classifier_object(clf, cache):
+    """No module-level memo: the same classifier object answers from memory, a freshly loaded one from disk."""
+    first = reference_stats(clf, split="val", val_size=700)
+    assert reference_stats(clf, split="val", val_size=700) is first
+    stats_file = cache / "classifiers" / f"{clf.key}-val700-stats.pt"
+    stats_file.unlink()
+    fresh = get_classifier("mnist", train_if_missing=False)                          # a new object, no memo
+    assert fresh is not clf and fresh.key == clf.key
+    again = reference_stats(fresh, split="val", val_size=700)
+    assert stats_file.is_file() and again is not first                               # recomputed and rewritten
+    assert np.allclose(again.mu, first.mu) and again.n == first.n == 700

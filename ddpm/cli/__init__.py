@@ -2,7 +2,11 @@
 
 Each command is a class with ``add_arguments`` and ``take_action``; its docstring is its help text.
 Command modules in this package register themselves with ``@register_command``; ``main`` imports
-every module here, so adding a command is one new file.
+every module here, so adding a command is one new file. A two-word name (``eval train-classifier``)
+is a command of its own, reached by its two words.
+
+Process-wide settings of third-party libraries (Optuna's log level, matplotlib's backend) are made
+here, in ``main``, never when a library module is imported.
 """
 from __future__ import annotations
 
@@ -93,6 +97,22 @@ def _load_commands() -> None:
             importlib.import_module(f"{__name__}.{mod.name}")
 
 
+def _join_command(argv: list[str]) -> list[str]:
+    """``eval train-classifier ...`` -> ``["eval train-classifier", ...]`` when that two-word command exists."""
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        return [f"{argv[0]} {argv[1]}", *argv[2:]]
+    return argv
+
+
+def configure_libraries() -> None:
+    """The CLI's process-wide library settings: Optuna logs errors only (ddpm prints its own per-trial
+    lines), matplotlib draws off-screen (reports are PNG bytes; no display is needed)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")      # read when matplotlib is first imported
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_commands()
     parser = _Parser(prog="ddpm", description="Class-conditional DDPM training, sampling, "
@@ -115,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_join_command(list(sys.argv[1:] if argv is None else argv)))
     if extra:  # reported by the command's parser: `ddpm train: error: unrecognized arguments: ...`
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
+    configure_libraries()
     try:
         return int(args._cmd.take_action(args) or 0)
     except DDPMError as e:

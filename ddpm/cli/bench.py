@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date
 from pathlib import Path
 
 from ddpm.cli import Command, number, register_command
@@ -61,87 +60,62 @@ class Bench(Command):
                                      "a .md table is written beside it")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ddpm.bench import QUALITY_SETTINGS, BenchSettings, markdown, parse_settings, print_result, run_bench
+        from ddpm.bench import print_result
+        from ddpm.bench_results import merge_files, run_to_file
         from ddpm.config import load_config
-        from ddpm.io import atomic_write_json, atomic_write_text
         from ddpm.progress import console
-        from ddpm.runtime import resolve_device
-        from ddpm.samplers import SAMPLERS
 
         if args.merge:
-            return _merge(args)
-        base = load_config(args.config, list(args.overrides))
-        if args.fast_sampler not in SAMPLERS:
-            raise ConfigError(f"--fast-sampler {args.fast_sampler!r}: unknown; valid: {', '.join(sorted(SAMPLERS))}")
-        for flag, value in (("--batch-size", args.batch_size), ("--train-steps", args.train_steps),
-                            ("--repeats", args.repeats), ("--sample-steps", args.sample_steps),
-                            ("--fast-steps", args.fast_steps), ("--threads", args.threads),
-                            ("--quality-n", args.quality_n), ("--grid-images", args.grid_images)):
-            if value is not None and value < 1:
-                raise ConfigError(f"{flag} {value}: must be >= 1")
-        if args.checkpoint and not Path(args.checkpoint).exists():
-            raise ConfigError(f"--checkpoint {args.checkpoint}: no such run folder or file")
-        quick = args.quick
-        s = BenchSettings(widths=parse_ints(args.widths, "--widths"),
-                          batch_size=args.batch_size or (64 if quick else 256),
-                          train_steps=args.train_steps or (2 if quick else 3), repeats=args.repeats,
-                          sample_steps=args.sample_steps or (2 if quick else 3),
-                          fast_sampler=args.fast_sampler, fast_steps=args.fast_steps, fast_eta=args.fast_eta,
-                          grid_images=args.grid_images,
-                          test_limit=base.data.test_limit or (128 if quick else 512), full_grid=args.full_grid,
-                          cuda_graphs=args.cuda_graphs, threads=args.threads)
-        if args.ablate is not None:
-            parse_ints(str(args.ablate), "--ablate")
-        device = resolve_device(base.train.device)
-        out = Path(args.out or f"reports/benchmarks/{device.type}-{date.today().isoformat()}.json")
-        command = "ddpm bench " + " ".join(_argv_of(args))
-
-        def save(result: dict) -> None:
-            result["command"] = command
-            atomic_write_json(out, result)
-            atomic_write_text(out.with_suffix(".md"), markdown(result))
-
-        settings = QUALITY_SETTINGS
-        if args.quality_settings:
-            try:
-                settings = parse_settings(args.quality_settings)
-            except ValueError as e:
-                raise ConfigError(f"--quality-settings {e}") from None
-            bad = [name for name, _, _ in settings if name not in SAMPLERS]
-            if bad:
-                raise ConfigError(f"--quality-settings: unknown sampler {bad[0]!r}; valid: {', '.join(sorted(SAMPLERS))}")
-        result = run_bench(base, s, ablate_width=args.ablate, checkpoint=args.checkpoint,
-                           quality_n=args.quality_n, omega=args.omega, quality_settings=settings,
-                           log=lambda m: console.print(f"[dim]{m}[/]"), on_update=save)
+            result, out = merge_files(args.merge, args.out)
+        else:
+            base = load_config(args.config, list(args.overrides))
+            result, out = run_to_file(base, _settings(args, base.data.test_limit), args.out,
+                                      command="ddpm bench " + " ".join(_argv_of(args)),
+                                      log=lambda m: console.print(f"[dim]{m}[/]"), ablate_width=args.ablate,
+                                      checkpoint=args.checkpoint, quality_n=args.quality_n, omega=args.omega,
+                                      quality_settings=_quality_settings(args.quality_settings))
         print_result(result)
         print(f"wrote {out} and {out.with_suffix('.md')}")
         return 0
 
 
-def _merge(args: argparse.Namespace) -> int:
-    import json
+def _settings(args: argparse.Namespace, test_limit: int | None):
+    """The flags as ``BenchSettings`` (``--quick`` picks the smoke-run defaults of the unset ones)."""
+    from ddpm.bench import BenchSettings
+    from ddpm.samplers import SAMPLERS
 
-    from ddpm.bench import FORMAT, markdown, merge_results, print_result
-    from ddpm.io import atomic_write_json, atomic_write_text
+    if args.fast_sampler not in SAMPLERS:
+        raise ConfigError(f"--fast-sampler {args.fast_sampler!r}: unknown; valid: {', '.join(sorted(SAMPLERS))}")
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        raise ConfigError(f"--checkpoint {args.checkpoint}: no such run folder or file")
+    if args.ablate is not None:
+        parse_ints(str(args.ablate), "--ablate")
+    quick = args.quick
+    return BenchSettings(widths=parse_ints(args.widths, "--widths"),
+                         batch_size=args.batch_size or (64 if quick else 256),
+                         train_steps=args.train_steps or (2 if quick else 3), repeats=args.repeats,
+                         sample_steps=args.sample_steps or (2 if quick else 3),
+                         fast_sampler=args.fast_sampler, fast_steps=args.fast_steps, fast_eta=args.fast_eta,
+                         grid_images=args.grid_images,
+                         test_limit=test_limit or (128 if quick else 512), full_grid=args.full_grid,
+                         cuda_graphs=args.cuda_graphs, threads=args.threads)
 
-    results = []
-    for path in args.merge:
-        try:
-            res = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"--merge {path}: not a readable JSON file ({e})") from None
-        if not isinstance(res, dict) or res.get("format") != FORMAT:
-            raise ConfigError(f"--merge {path}: not a ddpm bench result (format {FORMAT} expected)")
-        results.append(res)
-    if not args.out:
-        raise ConfigError("--merge needs --out PATH for the merged JSON")
-    out = Path(args.out)
-    merged = merge_results(results)
-    atomic_write_json(out, merged)
-    atomic_write_text(out.with_suffix(".md"), markdown(merged))
-    print_result(merged)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
-    return 0
+
+def _quality_settings(text: str | None) -> list:
+    """``--quality-settings`` as (sampler, steps, eta) triples (default: ``ddpm.bench.QUALITY_SETTINGS``)."""
+    from ddpm.bench import QUALITY_SETTINGS, parse_settings
+    from ddpm.samplers import SAMPLERS
+
+    if not text:
+        return QUALITY_SETTINGS
+    try:
+        settings = parse_settings(text)
+    except ValueError as e:
+        raise ConfigError(f"--quality-settings {e}") from None
+    bad = [name for name, _, _ in settings if name not in SAMPLERS]
+    if bad:
+        raise ConfigError(f"--quality-settings: unknown sampler {bad[0]!r}; valid: {', '.join(sorted(SAMPLERS))}")
+    return settings
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:

@@ -9,6 +9,9 @@ downloaded here) and its predictions give conditional accuracy. Training is dete
 seed, fixed shuffle generator); the weights are cached at
 ``$DDPM_CACHE/classifiers/<dataset>-<dataset_fingerprint>-holdout<HELD_OUT>.pt`` (``DDPM_CACHE`` defaults to
 ``~/.cache/ddpm``), written atomically and readable with ``torch.load(weights_only=True)``.
+
+No module state: a ``ClassifierCache`` the caller creates holds the classifiers it loaded, and each
+``EvalClassifier`` holds the reference statistics derived from it (``ddpm.evaluation.metrics``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import os
 import pickle
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -88,6 +91,9 @@ class EvalClassifier:
     test_accuracy: float
     meta: dict[str, Any]
     device: torch.device
+    # statistics derived from this classifier (reference splits, KID references, floors), by name; filled
+    # and read by ``ddpm.evaluation.metrics``, so they live exactly as long as the classifier they describe
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -219,29 +225,74 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Eva
     return EvalClassifier(net, meta["dataset"], float(ckpt["test_accuracy"]), meta, device)
 
 
-_LOADED: dict[tuple[str, str], EvalClassifier] = {}
+class ClassifierCache:
+    """The evaluation classifiers of one job: loaded once per (file, device) and reloaded when the file
+    changes (a retrain, another process's save). Create one where a job starts and pass it down; on disk
+    the cache is ``classifier_path(dataset)``, falling back to the shipped classifier (default data root only)."""
 
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str], tuple[tuple[int, int, int], EvalClassifier]] = {}
 
-def get_classifier(dataset: str = "mnist", root: Optional[str] = None, device: str | torch.device = "cpu",
-                   train_if_missing: bool = True, show_progress: bool = True) -> EvalClassifier:
-    """The cached evaluation classifier of ``dataset``; trained (about a minute or two on 2 CPU cores)
-    and saved on first need. Its test accuracy is printed when trained."""
-    path = classifier_path(dataset)
-    key = (str(path), str(torch.device(device)))
-    if key in _LOADED and path.is_file():
-        return _LOADED[key]
-    shipped = shipped_classifier_path(dataset) if root is None else None
-    if path.is_file():
+    @staticmethod
+    def source(dataset: str, root: Optional[str] = None) -> Optional[Path]:
+        """The file ``get`` loads: the cached classifier, else the shipped one (default data root), else None."""
+        path = classifier_path(dataset)
+        if path.is_file():
+            return path
+        return shipped_classifier_path(dataset) if root is None else None
+
+    def _load(self, path: Path, device: torch.device) -> EvalClassifier:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        key = (str(path), str(device))
+        hit = self._loaded.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
         clf = load_classifier(path, device)
-    elif shipped is not None:
-        clf = load_classifier(shipped, device)
-    elif not train_if_missing:
-        raise DataError(f"{path}: no evaluation classifier for {dataset}; run `ddpm eval train-classifier --dataset {dataset}`")
-    else:
+        self._loaded[key] = (stamp, clf)
+        return clf
+
+    def get(self, dataset: str = "mnist", root: Optional[str] = None, device: str | torch.device = "cpu",
+            train_if_missing: bool = True, show_progress: bool = True) -> EvalClassifier:
+        """The evaluation classifier of ``dataset``; trained with the defaults (minutes on 2 CPU cores) and
+        saved on first need when neither a cached nor a shipped one exists."""
+        device = torch.device(device)
+        path = self.source(dataset, root)
+        if path is not None:
+            return self._load(path, device)
+        if not train_if_missing:
+            raise DataError(f"{classifier_path(dataset)}: no evaluation classifier for {dataset}; "
+                            f"run `ddpm eval train-classifier --dataset {dataset}`")
+        return self.retrain(dataset, root, device, show_progress=show_progress)
+
+    def retrain(self, dataset: str = "mnist", root: Optional[str] = None, device: str | torch.device = "cpu",
+                epochs: Optional[int] = None, limit: Optional[int] = None,
+                show_progress: bool = True) -> EvalClassifier:
+        """Train a classifier (``train_classifier``; its defaults, used where ``epochs`` is None, reproduce
+        the shipped one) and save it as the cached one, replacing any earlier file; later ``get`` calls,
+        here or in any process, use it."""
+        path = classifier_path(dataset)
         console.print(f"training the {dataset} evaluation classifier (cached at {path}) ...")
-        clf = train_classifier(dataset, root, device, show_progress=show_progress)
+        clf = train_classifier(dataset, root, device, limit=limit, show_progress=show_progress,
+                               **({} if epochs is None else {"epochs": epochs}))
         save_classifier(clf, path)
         console.print(f"{dataset} classifier: test accuracy {clf.test_accuracy:.2%} "
                       f"({clf.meta['train_seconds']:.0f} s)")
-    _LOADED[key] = clf
-    return clf
+        return self._load(path, torch.device(device))
+
+    def ensure(self, dataset: str = "mnist", root: Optional[str] = None, device: str | torch.device = "cpu",
+               force: bool = False, epochs: Optional[int] = None, limit: Optional[int] = None,
+               show_progress: bool = True) -> tuple[EvalClassifier, Path]:
+        """``ddpm eval train-classifier``: with ``force`` retrain (``epochs``, first ``limit`` training images),
+        else the classifier ``get`` would use (training it if there is none); returns it and its file."""
+        clf = (self.retrain(dataset, root, device, epochs, limit, show_progress) if force
+               else self.get(dataset, root, device, show_progress=show_progress))
+        return clf, self.source(dataset, root) or classifier_path(dataset)
+
+
+def get_classifier(dataset: str = "mnist", root: Optional[str] = None, device: str | torch.device = "cpu",
+                   train_if_missing: bool = True, show_progress: bool = True,
+                   cache: Optional[ClassifierCache] = None) -> EvalClassifier:
+    """The evaluation classifier of ``dataset`` (see ``ClassifierCache.get``); without ``cache`` it is read
+    from disk on every call."""
+    return (cache or ClassifierCache()).get(dataset, root, device, train_if_missing, show_progress)

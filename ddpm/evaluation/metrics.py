@@ -9,8 +9,9 @@
 - diversity: mean intra-class pairwise feature distance relative to the reference split's (1 for real
   data, towards 0 under mode collapse).
 
-Reference statistics are cached per classifier and split (``val`` per val_size), in memory and under
-``$DDPM_CACHE/classifiers/``; floors are cached per (classifier, split, n).
+Reference statistics are cached per classifier and split (``val`` per val_size), in memory on the
+classifier object (``EvalClassifier.derived``: no module state) and under ``$DDPM_CACHE/classifiers/``;
+floors are cached per (classifier, split, n).
 
 Uncertainty (``score_intervals``; every scored set carries its n and a 95% interval):
 - KID (Binkowski et al. 2018): the unbiased MMD^2 with the cubic kernel (x.y/d + 1)^3 in the same
@@ -116,8 +117,6 @@ class ReferenceStats:
     n: int
 
 
-_REFS: dict[str, ReferenceStats] = {}
-_FLOORS: dict[tuple[str, str, int, int], float] = {}
 REFERENCE_SPLITS = ("val", "test")
 
 
@@ -128,15 +127,16 @@ def split_tag(split: str, val_size: int = HELD_OUT) -> str:
     return "test" if split == "test" else f"val{int(val_size)}"
 
 
-def _cached_reference(memo: dict[str, Any], clf: EvalClassifier, kind: str, split: str, val_size: int,
+def _cached_reference(clf: EvalClassifier, kind: str, split: str, val_size: int,
                       decode: Callable[[dict[str, Any]], Any], compute: Callable[[], tuple[Any, dict[str, Any]]]) -> Any:
-    """A reference object of ``clf`` for ``split``, cached in ``memo`` and at
+    """A reference object of ``clf`` for ``split``, cached in ``clf.derived`` and at
     ``$DDPM_CACHE/classifiers/<key>-<split>-<kind>.pt`` (tensors only). ``compute`` returns (object, payload
     to save); ``decode`` rebuilds the object from a saved payload. A stale (another classifier's accuracy)
     or torn file is recomputed."""
     tag = f"{clf.key}-{split_tag(split, val_size)}"
-    if tag in memo:
-        return memo[tag]
+    memo = clf.derived
+    if (kind, tag) in memo:
+        return memo[(kind, tag)]
     path = cache_dir() / "classifiers" / f"{tag}-{kind}.pt"
     obj: Any = None
     if path.is_file():
@@ -151,7 +151,7 @@ def _cached_reference(memo: dict[str, Any], clf: EvalClassifier, kind: str, spli
         buf = io.BytesIO()
         torch.save({**payload, "test_accuracy": clf.test_accuracy}, buf)
         atomic_write_bytes(path, buf.getvalue())
-    memo[tag] = obj
+    memo[(kind, tag)] = obj
     return obj
 
 
@@ -171,7 +171,7 @@ def reference_stats(clf: EvalClassifier, root: Optional[str] = None, split: str 
         return ReferenceStats(d["mu"].numpy(), d["sigma"].numpy(), {int(k): float(v) for k, v in d["intra"].items()},
                               int(d["n"]))
 
-    return _cached_reference(_REFS, clf, "stats", split, val_size, decode, compute)
+    return _cached_reference(clf, "stats", split, val_size, decode, compute)
 
 
 def fid_to_test(clf: EvalClassifier, feats: ArrayLike, root: Optional[str] = None, split: str = "test",
@@ -227,9 +227,9 @@ def real_floor(clf: EvalClassifier, n: int, dataset: Optional[str] = None, root:
     Cached per (classifier, split, n, seed)."""
     dataset = dataset or clf.dataset
     tag = split_tag(split, val_size)
-    key = (clf.key, tag, int(n), int(seed))
-    if key in _FLOORS:
-        return _FLOORS[key]
+    key = ("floor", tag, int(n), int(seed))
+    if key in clf.derived:
+        return clf.derived[key]
     path = _floor_path(clf)
     name = f"n={n},seed={seed},acc={clf.test_accuracy}" + ("" if tag == "test" else f",ref={tag}")
     try:
@@ -237,8 +237,8 @@ def real_floor(clf: EvalClassifier, n: int, dataset: Optional[str] = None, root:
     except (OSError, ValueError):
         cached = {}
     if name in cached:
-        _FLOORS[key] = float(cached[name])
-        return _FLOORS[key]
+        clf.derived[key] = float(cached[name])
+        return clf.derived[key]
     images, labels = classifier_train_split(dataset, root)
     num_classes = int(labels.max()) + 1
     wanted = torch.arange(n) % num_classes
@@ -246,7 +246,7 @@ def real_floor(clf: EvalClassifier, n: int, dataset: Optional[str] = None, root:
     value = fid_to_test(clf, clf.features(images[idx]), root, split, val_size)
     cached[name] = value
     atomic_write_json(path, cached)
-    _FLOORS[key] = value
+    clf.derived[key] = value
     return value
 
 
@@ -453,9 +453,6 @@ def kid_with_se(feats: ArrayLike, reference: KIDReference | ArrayLike, labels: O
     return float(kid), float(np.sqrt(var_x + var_y))
 
 
-_KID_REFS: dict[str, KIDReference] = {}
-
-
 def kid_reference(clf: EvalClassifier, root: Optional[str] = None, split: str = "test",
                   val_size: int = HELD_OUT) -> KIDReference:
     """A reference split's KID reference in ``clf``'s feature space (features stored as float32; cached per
@@ -469,7 +466,7 @@ def kid_reference(clf: EvalClassifier, root: Optional[str] = None, split: str = 
     def decode(d: dict[str, Any]) -> KIDReference:
         return KIDReference(d["feats"].double().numpy(), d["row_sums"].numpy())
 
-    return _cached_reference(_KID_REFS, clf, "kid", split, val_size, decode, compute)
+    return _cached_reference(clf, "kid", split, val_size, decode, compute)
 
 
 def score_intervals(clf: EvalClassifier, feats: ArrayLike, correct: torch.Tensor, labels: torch.Tensor,

@@ -10,13 +10,9 @@ import math
 import warnings
 from typing import Any, Callable, Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display here; PNGs only
-
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from matplotlib.figure import Figure as MplFigure  # noqa: E402
+import matplotlib.pyplot as plt  # the backend is the caller's: `ddpm` sets Agg (ddpm.cli.configure_libraries)
+import optuna
+from matplotlib.figure import Figure as MplFigure
 
 DPI = 100
 

@@ -42,8 +42,6 @@ from ddpm.sweeps.storage import Heartbeat, check_storage_file, default_storage_u
 
 STORAGE_ENV = "DDPM_SWEEP_STORAGE"  # how `ddpm sweep --workers N` hands the URL to its workers (not argv: ps shows argv)
 
-optuna.logging.set_verbosity(optuna.logging.ERROR)
-
 
 def storage_url(spec: SweepSpec) -> str:
     return spec.storage or default_storage_url(spec.out_dir, spec.study)
