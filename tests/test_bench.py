@@ -11,6 +11,7 @@ from ddpm.cli import main
 TINY = ["diffusion.T=20", "diffusion.beta_T=0.5", "data.test_limit=32"]  # beta_T: the terminal alpha_bar_T guard
 
 
+@pytest.mark.slow
 def test_bench_runs_tiny_and_writes_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("DDPM_PROGRESS", "0")

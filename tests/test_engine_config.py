@@ -11,7 +11,7 @@ from ddpm.errors import ConfigError
 from ddpm.samplers import SAMPLERS
 from ddpm.schedules import SCHEDULES
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 
 
 def test_seed_yaml_is_the_seed_dmconfig_exactly():
@@ -85,6 +85,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(p)
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_exit_2_no_traceback():
     r = run_cli("train", "experiments/seed.yaml", "model.num_feat=12")
     assert r.returncode == 2
@@ -127,6 +128,7 @@ def test_degenerate_endpoint_is_a_one_line_error_with_the_computed_alpha_bar():
         load_config(None, extra={"diffusion.T": 1})
 
 
+@pytest.mark.slow
 def test_cli_rejects_a_degenerate_endpoint_and_writes_nothing(tmp_path):
     r = run_cli("train", "experiments/seed.yaml", "diffusion.T=100", "diffusion.beta_T=0.01",
                 f"out_dir={tmp_path / 'runs'}")

@@ -186,6 +186,7 @@ def test_sampling_is_deterministic_with_a_seed_and_in_range(tiny_cfg, name):
     assert model.training, "sampling must restore the train mode"
 
 
+@pytest.mark.slow
 def test_loss_falls_over_a_few_dozen_steps(tiny_cfg):
     from ddpm.data import tensors
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,9 +16,10 @@ from ddpm.errors import CheckpointError, ConfigError, TrainingDiverged
 from ddpm.io import read_jsonl
 from ddpm.train import train
 
-from conftest import REPO, run_cli, sigint_default
+from helpers import REPO, cli_env, run_cli, sigint_default, train_argv
 
 
+@pytest.mark.slow
 def test_run_folder_checkpoints_and_round_trip(tiny_cfg):
     cfg = tiny_cfg(name="a", **{"train.epochs": 2})
     run = train(cfg, quiet=True)
@@ -40,6 +40,7 @@ def test_run_folder_checkpoints_and_round_trip(tiny_cfg):
             torch.testing.assert_close(model.state_dict()[k], v.cpu())
 
 
+@pytest.mark.slow
 def test_same_seed_same_first_epoch_loss(tiny_cfg):
     a = train(tiny_cfg(name="s1"), quiet=True).history[0]
     b = train(tiny_cfg(name="s2"), quiet=True).history[0]
@@ -48,6 +49,7 @@ def test_same_seed_same_first_epoch_loss(tiny_cfg):
     assert a["train_loss"] != c["train_loss"]
 
 
+@pytest.mark.slow
 def test_resume_continues_with_history_intact_and_matches_an_uninterrupted_run(tiny_cfg):
     full = train(tiny_cfg(name="full", **{"train.epochs": 2, "train.ema_decay": 0.9}), quiet=True)
     train(tiny_cfg(name="part", **{"train.epochs": 1, "train.ema_decay": 0.9}), quiet=True)
@@ -59,6 +61,7 @@ def test_resume_continues_with_history_intact_and_matches_an_uninterrupted_run(t
     assert len(read_jsonl(part.run_dir / "metrics.jsonl")) == 2
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_run_and_to_resume_a_different_model(tiny_cfg):
     train(tiny_cfg(name="x"), quiet=True)
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -67,6 +70,7 @@ def test_refuses_to_overwrite_a_run_and_to_resume_a_different_model(tiny_cfg):
         train(tiny_cfg(name="x", **{"model.num_feat": 16, "train.epochs": 2}), resume=True, quiet=True)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message(tiny_cfg):
     with pytest.raises(TrainingDiverged, match="loss is (nan|inf)"):
         train(tiny_cfg(name="nan", **{"train.lr": 1e30, "train.batch_size": 16}), quiet=True)
@@ -85,14 +89,13 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _cli_args(tmp_path, name, epochs):
-    return ["train", "experiments/cpu-quick.yaml", f"name={name}", f"out_dir={tmp_path}", "data.limit=2048",
-            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "diffusion.beta_T=0.5", "sample.steps=null",
-            "train.grid_every=0", f"train.epochs={epochs}", "train.batch_size=32", "tracking.wandb=disabled"]
+    return train_argv(tmp_path, name, epochs, limit=2048, batch_size=32)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume(tmp_path):
     """kill -9 mid-run leaves a loadable last.pt; --resume finishes with the whole history."""
-    env = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled"}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "ddpm", *_cli_args(tmp_path, "k", 30)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "k" / "metrics.jsonl"
@@ -111,8 +114,9 @@ def test_kill_9_then_resume(tmp_path):
     assert [x["epoch"] for x in rows] == list(range(1, ckpt["epoch"] + 2))
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_cleanly_and_resumes(tmp_path):
-    env = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled"}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "ddpm", *_cli_args(tmp_path, "c", 30)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     metrics = tmp_path / "c" / "metrics.jsonl"
@@ -126,6 +130,7 @@ def test_ctrl_c_exits_cleanly_and_resumes(tmp_path):
     assert ckpt["epoch"] == len(read_jsonl(metrics)) >= 1
 
 
+@pytest.mark.slow
 def test_sample_cli_writes_grids_and_npz(tiny_cfg, tmp_path):
     run = train(tiny_cfg(name="smp"), quiet=True)
     out = tmp_path / "samples"
@@ -193,6 +198,7 @@ class _ValLosses:
         pass
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_chosen_on_val_loss(tiny_cfg):
     run = train(tiny_cfg(name="v", **{"train.epochs": 3}), quiet=True)
     rows = read_jsonl(run.run_dir / "metrics.jsonl")
@@ -208,6 +214,7 @@ def test_best_checkpoint_is_chosen_on_val_loss(tiny_cfg):
     assert [r["val_loss"] for r in read_jsonl(run.run_dir / "metrics.jsonl")] == [3.0, 1.0, 2.0]
 
 
+@pytest.mark.slow
 def test_without_a_validation_split_best_is_chosen_on_test_loss(tiny_cfg):
     run = train(tiny_cfg(name="nv", **{"train.epochs": 2, "data.val_size": 0}), quiet=True)
     rows = read_jsonl(run.run_dir / "metrics.jsonl")
@@ -216,6 +223,7 @@ def test_without_a_validation_split_best_is_chosen_on_test_loss(tiny_cfg):
     assert load_checkpoint(run.run_dir / "checkpoints" / "best.pt")["epoch"] == 1 + tests.index(min(tests))
 
 
+@pytest.mark.slow
 def test_validation_images_change_nothing_but_what_is_measured(tiny_cfg):
     """The same first 256 training images with and without a validation split: identical training."""
     a = train(tiny_cfg(name="a0", **{"data.val_size": 0}), quiet=True).history[0]
@@ -223,6 +231,7 @@ def test_validation_images_change_nothing_but_what_is_measured(tiny_cfg):
     assert a["train_loss"] == b["train_loss"] and a["test_loss"] == b["test_loss"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_before_the_split_resumes_with_val_size_0(tiny_cfg):
     from ddpm.checkpoint import save_checkpoint
 

@@ -150,6 +150,7 @@ def test_kid_real_vs_real_is_zero_within_noise_and_its_interval_shrinks():
     assert kid > 3 * se
 
 
+@pytest.mark.slow
 def test_kid_of_real_images_against_the_test_split(clf, test_split):
     """Real training images (10 per class, as generated sets are) against the real test split: KID is 0
     within noise; the labels make the estimate stratified like the design."""
@@ -166,6 +167,7 @@ def test_kid_of_real_images_against_the_test_split(clf, test_split):
 # ---- classifier metrics ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_accuracy_of_real_test_images_equals_the_stored_accuracy(clf, test_split):
     images, labels = test_split
     assert 0.5 < clf.test_accuracy < 1.0
@@ -174,12 +176,14 @@ def test_accuracy_of_real_test_images_equals_the_stored_accuracy(clf, test_split
     assert clf.predict(images[:7]).shape == (7,)
 
 
+@pytest.mark.slow
 def test_cached_classifier_round_trips_with_weights_only(clf):
     ckpt = torch.load(classifier_path("mnist"), map_location="cpu", weights_only=True)
     assert ckpt["test_accuracy"] == clf.test_accuracy
     assert ckpt["meta"]["train_limit"] == 2000
 
 
+@pytest.mark.slow
 def test_diversity_is_one_for_real_data_and_drops_for_a_repeated_image(clf, test_split):
     images, labels = test_split
     real = diversity_score(clf, images[:1000], labels[:1000])
@@ -193,6 +197,7 @@ def test_diversity_is_one_for_real_data_and_drops_for_a_repeated_image(clf, test
     assert collapsed < diversity_score(clf, images[mixed], labels[mixed]) < real
 
 
+@pytest.mark.slow
 def test_real_floor_is_small_and_cached(clf, test_split, cache):
     images, labels = test_split
     floor = real_floor(clf, 200, "mnist")
@@ -213,6 +218,7 @@ def tiny_model(tiny_cfg):
     return ConditionalDDPM(cfg).eval(), cfg
 
 
+@pytest.mark.slow
 def test_evaluate_guidance_rows_json_and_grids(clf, tiny_model, tmp_path):
     model, cfg = tiny_model
     rows = evaluate_guidance(model, cfg, [0.0, 2.0], n=20, sampler="ddim", steps=3, device="cpu",
@@ -238,6 +244,7 @@ def test_evaluate_guidance_rows_json_and_grids(clf, tiny_model, tmp_path):
     assert best_row(rows, "accuracy")["accuracy"] == max(r["accuracy"] for r in rows)
 
 
+@pytest.mark.slow
 def test_quick_metric_keys(clf, tiny_model):
     model, cfg = tiny_model
     m = quick_metric(model, cfg, n=20, steps=3)
@@ -255,6 +262,7 @@ def _hashes(images: torch.Tensor) -> set[str]:
     return {hashlib.sha1((x * 255).round().byte().numpy().tobytes()).hexdigest() for x in images}
 
 
+@pytest.mark.slow
 def test_classifier_never_trains_on_validation_or_test_images(clf):
     x, _ = classifier_train_split("mnist")
     val, _ = split01("mnist", "val", val_size=5000)
@@ -267,6 +275,7 @@ def test_classifier_never_trains_on_validation_or_test_images(clf):
     assert meta["held_out"] == 5000 and meta["train_images"] == 55000 and meta["train_limit"] is None
 
 
+@pytest.mark.slow
 def test_reference_stats_are_per_split_and_cached_per_split(clf, cache):
     test = reference_stats(clf, split="test")
     val = reference_stats(clf, split="val", val_size=5000)
@@ -279,6 +288,7 @@ def test_reference_stats_are_per_split_and_cached_per_split(clf, cache):
     assert frechet_from_stats(*gaussian_stats(clf.features(images)), val.mu, val.sigma) == pytest.approx(0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_quick_metric_and_evaluate_guidance_score_against_the_requested_split(clf, tiny_model, tmp_path):
     from ddpm.evaluation.guidance import generate
     from ddpm.grids import cycle_labels
@@ -310,6 +320,7 @@ def test_quick_metric_and_evaluate_guidance_score_against_the_requested_split(cl
 # ---- the CLI ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ddpm_eval_end_to_end(clf, tiny_model, tmp_path, capsys):
     model, cfg = tiny_model
     ckpt = tmp_path / "model.pt"

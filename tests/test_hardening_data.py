@@ -19,7 +19,7 @@ import torch
 from ddpm.checkpoint import load_checkpoint
 from ddpm.io import read_jsonl
 
-from conftest import REPO, run_cli
+from helpers import REPO, assert_one_line_error, cli_env, run_cli, sweep_file, train_argv as _train_args
 
 TIMING = ("seconds", "images_per_s")
 
@@ -35,23 +35,8 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
-def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
-    assert r.returncode not in (0, None), r.stdout + r.stderr
-    assert "Traceback" not in r.stderr + r.stdout, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 # ----------------------------------------------------------------------------------------------
 # kills at each write point of the end-of-epoch sequence
-
-
-def _train_args(out: Path, name: str, epochs: int) -> list[str]:
-    return ["train", "experiments/cpu-quick.yaml", f"name={name}", f"out_dir={out}", "data.limit=256",
-            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "diffusion.beta_T=0.5", "sample.steps=null",
-            "train.grid_every=0", f"train.epochs={epochs}", "train.batch_size=64", "tracking.wandb=disabled"]
 
 
 # The child patches the writers train() calls (test-only; nothing in the product reads a fault hook) and
@@ -104,7 +89,7 @@ EPOCHS, KILL_EPOCH = 3, 2
 
 
 def _env() -> dict:
-    return {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    return cli_env(PYTHONPATH=str(REPO))
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +121,7 @@ def _assert_same_checkpoint(a: dict, b: dict) -> None:
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb[k][name])), f"optimizer {k}.{name} differs"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_a_kill_at_each_write_point_resumes_to_the_uninterrupted_run(tmp_path, uninterrupted, point):
     name = "k"
@@ -173,6 +159,7 @@ def test_a_kill_at_each_write_point_resumes_to_the_uninterrupted_run(tmp_path, u
 # --resume without last.pt
 
 
+@pytest.mark.slow
 def test_resume_without_last_pt_is_refused_and_touches_nothing(tmp_path):
     r = run_cli(*_train_args(tmp_path, "m", 2))
     assert r.returncode == 0, r.stderr
@@ -195,6 +182,7 @@ def test_resume_without_last_pt_is_refused_and_touches_nothing(tmp_path):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_clean(tiny_cfg):
     from ddpm.train import train
 
@@ -213,22 +201,11 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_clean(tiny_cf
 
 
 def _failing_sweep(tmp_path: Path, study: str) -> Path:
-    import yaml
-
-    data = {
-        "study": study, "base": str(REPO / "experiments" / "cpu-quick.yaml"),
-        "overrides": {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 20,
-                      "diffusion.beta_T": 0.5, "train.epochs": 1, "train.batch_size": 64, "train.grid_every": 0, "sample.steps": None,
-                      "tracking.wandb": "disabled", "data.root": str(tmp_path / "no-mnist-here")},
-        "space": {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}},
-        "guidance": None, "objectives": ["test_loss"], "sampler": {"name": "tpe", "seed": 0},
-        "pruner": "none", "n_trials": 2, "out_dir": "runs", "report": True,
-    }
-    path = tmp_path / f"{study}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return sweep_file(tmp_path, f"{study}.yaml", study=study, overrides={"data.root": str(tmp_path / "no-mnist-here")},
+                      out_dir="runs", report=True)
 
 
+@pytest.mark.slow
 def test_sweep_with_no_completed_trial_exits_1_and_never_deletes_another_studys_run(tmp_path):
     """Every trial fails (no MNIST under data.root): exit 1 with one line saying why, no report. The
     study name is reused with another storage while runs/<study>/trial-0 holds the first study's run:

@@ -28,10 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY, run_cli
+from helpers import QUICK_YAML, REPO, TINY, assert_one_line_error as one_line_error, overrides_argv, run_cli
 
 SEED_YAML = str(REPO / "experiments" / "seed.yaml")
-QUICK_YAML = REPO / "experiments" / "cpu-quick.yaml"
 
 
 def ddpm(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -56,21 +55,11 @@ def ddpm(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def tiny_overrides(out_dir: Path, **extra) -> list[str]:
-    values = {**TINY, "out_dir": str(out_dir), **extra}
-    return [f"{k}={'null' if v is None else v}" for k, v in values.items()]
+    return overrides_argv({**TINY, "out_dir": str(out_dir), **extra})
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, cmd: str, *needles: str) -> str:
-    out = r.stdout + r.stderr
-    assert "Traceback" not in out, out[-3000:]
-    assert r.returncode != 0, out[-3000:]
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stderr[-3000:]
-    line = lines[0]
-    assert line.startswith(f"ddpm {cmd}: error:"), line
-    for n in needles:
-        assert n in line, (n, line)
-    return line
+    return one_line_error(r, *needles, prefix=f"ddpm {cmd}: error:")
 
 
 def checksums(*paths: Path) -> dict[str, str]:
@@ -113,6 +102,7 @@ def study_db(tmp_path_factory):
 # 1. valid-but-odd numbers succeed (YAML 1.2 floats in configs, overrides and sweep files)
 
 
+@pytest.mark.slow
 def test_train_accepts_3e_4_and_friends_from_cli_and_config(tmp_path):
     cfg_file = tmp_path / "odd.yaml"
     cfg_file.write_text("base: " + SEED_YAML + "\ntrain:\n  lr: 3e-4\n  gamma: 1E-1\ndata:\n  limit: 2.56e2\n")
@@ -201,6 +191,7 @@ def test_bad_numeric_flags(argv, needle):
     assert r.returncode == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd,omega", [("sample", "nan"), ("sample", "0,inf"), ("eval", "1,-inf,2"), ("eval", "1e999")])
 def test_non_finite_omega_flag(tiny_run, cmd, omega):
     before = checksums(tiny_run)
@@ -364,6 +355,7 @@ def _crafted(tiny_run: Path, tmp_path: Path, case: str) -> Path:
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,needle", [
     ("no config", "'config'"), ("no model", "'model'"), ("config is a string", "'config' holds str"),
     ("config lacks model", "config.model"), ("model is a list", "'model' holds list"),
@@ -380,6 +372,7 @@ def test_checkpoint_missing_keys_sample_eval(tiny_run, tmp_path, case, needle, c
     assert checksums(run) == before and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,needle", [
     ("no config", "'config'"), ("no optimizer", "'optimizer'"), ("no rng", "'rng'"),
     ("rng lacks noise", "rng lacks the noise"), ("epoch is a string", "'epoch' holds str"),
@@ -470,6 +463,7 @@ def test_out_dir_in_proc(tmp_path):
     assert_one_line_error(r, "train", "/proc/ddpm-probe")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd", ["sample", "eval"])
 def test_sample_eval_out_under_a_file(tiny_run, a_file, cmd):
     before = checksums(tiny_run)
@@ -479,6 +473,7 @@ def test_sample_eval_out_under_a_file(tiny_run, a_file, cmd):
     assert checksums(tiny_run) == before
 
 
+@pytest.mark.slow
 def test_eval_cache_is_a_file(tiny_run, tmp_path, a_file):
     # a fresh process: this one may hold the test-split statistics in memory already
     r = run_cli("eval", str(tiny_run), "--device", "cpu", "--n", "4", "--steps", "2", "--omega", "1",
@@ -500,6 +495,7 @@ def _limited_fsize(limit: int):
     return pre
 
 
+@pytest.mark.slow
 def test_file_size_limit_while_saving_a_checkpoint(tmp_path):
     """A file that may not grow (RLIMIT_FSIZE: EFBIG, the same path through the code as ENOSPC)."""
     cmd = [sys.executable, "-m", "ddpm", "train", SEED_YAML, *tiny_overrides(tmp_path / "runs", **{"train.grid_every": 0})]
@@ -526,6 +522,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_disk_full_while_sampling(tiny_run, small_disk):
     before = checksums(tiny_run)
     r = run_cli("sample", str(tiny_run), "--device", "cpu", "--n", "400", "--steps", "2", "--omega", "1",
@@ -534,11 +531,13 @@ def test_disk_full_while_sampling(tiny_run, small_disk):
     assert checksums(tiny_run) == before
 
 
+@pytest.mark.slow
 def test_disk_full_while_training(tmp_path, small_disk):
     r = ddpm("train", SEED_YAML, *tiny_overrides(small_disk / "runs", **{"train.grid_every": 0}))
     assert_one_line_error(r, "train", str(small_disk / "runs"), "No space left on device")
 
 
+@pytest.mark.slow
 def test_a_trial_whose_run_folder_is_unwritable_fails_alone(tmp_path):
     import optuna
 
@@ -657,6 +656,7 @@ SUBPROCESS_CASES = ["non-finite override", "negative --eta", "malformed config",
                     "checkpoint without model", "device", "model does not fit", "out_dir is a file", "corrupt study"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", SUBPROCESS_CASES)
 def test_each_class_as_a_real_process(tmp_path, tiny_run, study_db, case):
     argv, cmd, needle, code = _subprocess_cases(tmp_path, tiny_run, study_db)[case]

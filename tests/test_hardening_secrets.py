@@ -20,9 +20,8 @@ from urllib.parse import quote, unquote
 
 import optuna
 import pytest
-import yaml
 
-from conftest import REPO, TINY
+from helpers import QUICK_YAML, REPO, TINY, closed_port, overrides_argv, sweep_file, wandb_env
 from ddpm.cli import main
 from ddpm.redact import redact_argv, redact_text, redact_url, secrets_of
 from ddpm.sweeps.storage import StorageError, open_storage
@@ -172,13 +171,9 @@ def test_real_role_with_hostile_password_leaks_nowhere(hostile_role, tmp_path):
         open_storage(wrong)
     assert "***@127.0.0.1" in str(e.value) and not any(n in str(e.value) for n in needles | {"s/cr@t:pX"})
 
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "study": "hostile-pw", "base": str(REPO / "experiments" / "cpu-quick.yaml"),
-        "overrides": {**TINY, "data.limit": 128, "data.test_limit": 64, "tracking.wandb": "offline"},
-        "space": {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}},
-        "guidance": None, "objectives": ["test_loss"], "sampler": {"name": "tpe", "seed": 0}, "pruner": "none",
-        "n_trials": 1, "out_dir": str(tmp_path / "runs"), "report": True}, sort_keys=False))
+    sweep = sweep_file(tmp_path, study="hostile-pw", n_trials=1, report=True,
+                       overrides={**TINY, "data.limit": 128, "data.test_limit": 64, "tracking.wandb": "offline",
+                                  "train.grid_every": 1})
     p = subprocess.run([sys.executable, "-m", "ddpm", "sweep", str(sweep), "--storage", url], cwd=tmp_path,
                        env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -206,11 +201,7 @@ def test_wandb_run_metadata_holds_redacted_argv(tiny_cfg, tmp_path, monkeypatch)
     from ddpm.train import train
     from wandb_reader import offline_runs, read_offline_run, read_records
 
-    for k in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb_env(monkeypatch, WANDB_DIR=str(tmp_path / "wandb-dir"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
     pw = "Pw/Se@cr3t"
     url = f"postgresql://ddpm:{quote(pw, safe='/')}@127.0.0.1:5432/db"
     argv = ["ddpm", "worker", "sweep.yaml", "--storage", url]
@@ -333,14 +324,6 @@ class Blackhole:
             c.close()
 
 
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture(params=["refused", "blackhole"])
 def dead_wandb(request):
     if request.param == "refused":
@@ -359,10 +342,9 @@ def test_train_with_credentials_and_dead_server_goes_offline_quickly(dead_wandb,
 
     env = _env(tmp_path, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=dead_wandb)
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "ddpm", "train", str(REPO / "experiments" / "cpu-quick.yaml"),
-                        *[f"{k}={'null' if v is None else v}" for k, v in {**TINY, "data.limit": 128,
-                                                                            "data.test_limit": 64}.items()
-                          if k != "tracking.wandb"],
+    p = subprocess.run([sys.executable, "-m", "ddpm", "train", str(QUICK_YAML),
+                        *overrides_argv({k: v for k, v in {**TINY, "data.limit": 128, "data.test_limit": 64}.items()
+                                         if k != "tracking.wandb"}),
                         "tracking.wandb=auto", f"out_dir={tmp_path / 'runs'}", "name=dead"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - t0
@@ -379,25 +361,16 @@ def test_train_with_credentials_and_dead_server_goes_offline_quickly(dead_wandb,
 
 
 @pytest.mark.slow
-def test_sweep_probes_once_per_process_and_every_run_is_offline(tmp_path, monkeypatch, capsys):
+def test_sweep_probes_once_per_process_and_every_run_is_offline(tmp_path, monkeypatch, capsys, fresh_probe):
     """Two trials and the study run in one process: one probe, one notice, three complete offline runs."""
     from ddpm.sweeps.finish import log_study_run
     from ddpm.sweeps import load_sweep
     from ddpm.sweeps.runner import run_study
     from ddpm.tracking import wandb_run
-    from test_sweeps_study import sweep_file
     from wandb_reader import offline_runs, read_offline_run
 
-    for k in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setattr(wandb_run, "_probe_cache", {})
-    monkeypatch.setattr(wandb_run, "_offline_reason", None)
-    monkeypatch.setattr(wandb_run, "_offline_notice_shown", False)
+    wandb_env(monkeypatch, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{closed_port()}",
+              WANDB_DIR=str(tmp_path / "wandb-dir"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
     calls = []
     real_probe = wandb_run._probe
     monkeypatch.setattr(wandb_run, "_probe", lambda url, timeout: calls.append(url) or real_probe(url, timeout))
@@ -455,7 +428,7 @@ def test_probe_answers(monkeypatch):
 
 
 @pytest.mark.slow
-def test_server_that_refuses_the_key_falls_back_offline(tmp_path, monkeypatch):
+def test_server_that_refuses_the_key_falls_back_offline(tmp_path, monkeypatch, fresh_probe):
     """The server answers (the probe passes) but refuses the dummy key: that run and every later one in the
     process go offline; nothing is lost."""
     import http.server
@@ -479,15 +452,8 @@ def test_server_that_refuses_the_key_falls_back_offline(tmp_path, monkeypatch):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    for k in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(k)
-    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setattr(wandb_run, "_probe_cache", {})
-    monkeypatch.setattr(wandb_run, "_offline_reason", None)
-    monkeypatch.setattr(wandb_run, "_offline_notice_shown", False)
+    wandb_env(monkeypatch, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{server.server_port}",
+              WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
     try:
         assert wandb_run.resolve_mode("auto") == "online"   # it answers
         tracker = wandb_run.WandbTracker(RunSpec(project="p", entity=None, job_type="train", name="x", mode="online"))

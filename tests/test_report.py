@@ -13,71 +13,51 @@ import csv
 import math
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 
-from conftest import postgres_url as conftest_postgres_url
-import yaml
-
 from ddpm.cli import main
 from ddpm.config import load_config
+from helpers import REPO, classifier_cache, open_in_chromium, postgres_url as conftest_postgres_url, require_chromium
+from helpers import sweep_file
 
 os.environ.setdefault("DDPM_PROGRESS", "0")
 os.environ.setdefault("WANDB_MODE", "disabled")
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-REPO = Path(__file__).resolve().parent.parent
-TINY = {"data.limit": 128, "data.test_limit": 64, "model.num_feat": 8, "diffusion.T": 10, "diffusion.beta_T": 0.5, "train.epochs": 1,
-        "train.batch_size": 32, "train.lr": 1e-3, "train.grid_every": 1, "sample.steps": 2,
-        "tracking.wandb": "disabled"}
+# helpers.SWEEP_TINY, smaller still: fewer images, T=10, a per-epoch grid with a 2-step sampler
+TINY = {"data.limit": 128, "data.test_limit": 64, "diffusion.T": 10, "train.batch_size": 32, "train.grid_every": 1,
+        "sample.steps": 2}
 SECTIONS = ["summary", "best", "top", "history", "importances", "losses", "guidance", "grids", "failures", "spec"]
 
 
 def _sweep_file(root: Path) -> Path:
-    sweep = {
-        "study": "tiny",
-        "base": str(REPO / "experiments" / "cpu-quick.yaml"),
-        "overrides": dict(TINY),
-        "space": {"model.num_feat": {"type": "categorical", "choices": [8, 12]},
-                  "train.lr": {"type": "categorical", "choices": [1e-7, 1e-3, 3e-3]},
-                  "diffusion.mask_p": {"type": "categorical", "choices": [0.1, 0.3]}},
-        "guidance": {"omegas": [0, 2], "n": 20, "sampler": "ddim", "steps": 3},
-        "objectives": [{"metric": "fid", "direction": "minimize"}],
-        "sampler": {"name": "tpe", "seed": 0},
-        "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
-        "prune_on": "test_loss",
-        "enqueue_baseline": True,                                                        # trial 0
-        "enqueue": [{"model.num_feat": 8, "train.lr": 3e-3, "diffusion.mask_p": 0.3},   # trial 1
-                    {"model.num_feat": 12, "train.lr": 1e-3, "diffusion.mask_p": 0.1},  # 2: fails validation
-                    {"model.num_feat": 8, "train.lr": 1e-7, "diffusion.mask_p": 0.1}],  # 3: barely trains, pruned
-        "n_trials": 4,
-        "out_dir": str(root / "runs"),
-    }
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
-    return path
+    return sweep_file(
+        root, "tiny.yaml", overrides=TINY,
+        space={"model.num_feat": {"type": "categorical", "choices": [8, 12]},
+               "train.lr": {"type": "categorical", "choices": [1e-7, 1e-3, 3e-3]},
+               "diffusion.mask_p": {"type": "categorical", "choices": [0.1, 0.3]}},
+        guidance={"omegas": [0, 2], "n": 20, "sampler": "ddim", "steps": 3},
+        objectives=[{"metric": "fid", "direction": "minimize"}],
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+        prune_on="test_loss",
+        enqueue_baseline=True,                                                        # trial 0
+        enqueue=[{"model.num_feat": 8, "train.lr": 3e-3, "diffusion.mask_p": 0.3},   # trial 1
+                 {"model.num_feat": 12, "train.lr": 1e-3, "diffusion.mask_p": 0.1},  # 2: fails validation
+                 {"model.num_feat": 8, "train.lr": 1e-7, "diffusion.mask_p": 0.1}],  # 3: barely trains, pruned
+        n_trials=4)
 
 
 @pytest.fixture(scope="module")
 def study_root(tmp_path_factory) -> Path:
-    from ddpm.evaluation import classifier_path, save_classifier, train_classifier
     from ddpm.sweeps import load_sweep, run_study
 
     root = tmp_path_factory.mktemp("report-study")
-    old = os.environ.get("DDPM_CACHE")
-    os.environ["DDPM_CACHE"] = str(root / "cache")
-    try:
-        save_classifier(train_classifier("mnist", epochs=1, limit=512, show_progress=False), classifier_path("mnist"))
+    with classifier_cache(root / "cache"):
         run_study(load_sweep(_sweep_file(root)))
-    finally:
-        if old is None:
-            os.environ.pop("DDPM_CACHE", None)
-        else:
-            os.environ["DDPM_CACHE"] = old
     return root
 
 
@@ -92,12 +72,14 @@ def report(study_root: Path) -> Path:
     return write_report("tiny", storage=_storage(study_root), out_dir=study_root / "report")
 
 
+@pytest.mark.slow
 def test_fixture_study_has_every_trial_state(study_root: Path) -> None:
     study = optuna.load_study(study_name="tiny", storage=_storage(study_root))
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "PRUNED"]
 
 
+@pytest.mark.slow
 def test_report_has_every_section(report: Path) -> None:
     out = report.parent
     html = report.read_text()
@@ -124,6 +106,7 @@ def test_report_has_every_section(report: Path) -> None:
     assert "Pareto front" not in html  # single objective
 
 
+@pytest.mark.slow
 def test_trials_csv_has_one_row_per_trial(report: Path, study_root: Path) -> None:
     rows = list(csv.DictReader((report.parent / "trials.csv").open()))
     assert [r["state"] for r in rows] == ["complete", "complete", "failed", "pruned"]
@@ -140,6 +123,7 @@ def test_trials_csv_has_one_row_per_trial(report: Path, study_root: Path) -> Non
         assert float(r["duration_s"]) >= 0
 
 
+@pytest.mark.slow
 def test_best_config_loads_validates_and_equals_the_best_trial(report: Path, study_root: Path) -> None:
     study = optuna.load_study(study_name="tiny", storage=_storage(study_root))
     best = study.best_trial
@@ -154,6 +138,7 @@ def test_best_config_loads_validates_and_equals_the_best_trial(report: Path, stu
         assert got[section][name] == v
 
 
+@pytest.mark.slow
 def test_best_config_reruns_with_ddpm_train(report: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["train", str(report.parent / "best_config.yaml"), "--no-wandb"]) == 0
@@ -168,6 +153,7 @@ def _copy_trials(src: optuna.Study, dst: optuna.Study, numbers: list[int], value
                                                 user_attrs=t.user_attrs, state=t.state))
 
 
+@pytest.mark.slow
 def test_single_trial_study_gives_a_report(study_root: Path, tmp_path: Path) -> None:
     from ddpm.report import write_report
 
@@ -185,6 +171,7 @@ def test_single_trial_study_gives_a_report(study_root: Path, tmp_path: Path) -> 
     assert (cfg.train.lr, cfg.diffusion.mask_p) == (3e-3, 0.3)
 
 
+@pytest.mark.slow
 def test_study_with_only_failed_trials_gives_a_report(study_root: Path, tmp_path: Path) -> None:
     from ddpm.report import write_report
 
@@ -197,6 +184,7 @@ def test_study_with_only_failed_trials_gives_a_report(study_root: Path, tmp_path
     assert not (tmp_path / "bad" / "best_config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_multi_objective_study_has_a_pareto_front(study_root: Path, tmp_path: Path) -> None:
     from ddpm.report import write_report
 
@@ -211,6 +199,7 @@ def test_multi_objective_study_has_a_pareto_front(study_root: Path, tmp_path: Pa
     assert html.count('<img src="data:image/png;base64,') >= 5
 
 
+@pytest.mark.slow
 def test_missing_study_is_a_one_line_error(study_root: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     url = _storage(study_root)
     assert main(["report", "nope", "--storage", url, "--out", str(tmp_path / "x")]) == 2
@@ -224,6 +213,7 @@ def test_missing_study_is_a_one_line_error(study_root: Path, tmp_path: Path, mon
     assert not (tmp_path / "runs").exists()  # a report never creates a storage
 
 
+@pytest.mark.slow
 def test_cli_prints_the_report_path(study_root: Path, tmp_path: Path, capsys) -> None:
     assert main(["report", "tiny", "--storage", _storage(study_root), "--out", str(tmp_path / "r")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "report.html")
@@ -246,148 +236,12 @@ def test_storage_password_never_appears(tmp_path: Path, capsys) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# a real browser: headless Chromium driven over the DevTools protocol on a pipe (no extra packages)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-quic", "--hide-scrollbars",
-                  "--remote-debugging-pipe"]
+# a real browser: headless Chromium over the DevTools protocol (helpers.DevTools)
 
 
-class DevTools:
-    """Chrome DevTools Protocol over --remote-debugging-pipe: JSON messages, NUL-separated, fds 3 (in) and 4 (out)."""
-
-    def __init__(self, profile: Path, timeout: float = 60.0) -> None:
-        import subprocess
-        import sys
-
-        self.timeout, self.events, self._id, self._buf = timeout, [], 0, b""
-        cmd_r, self._w = os.pipe()
-        self._r, out_w = os.pipe()
-        # the child's ends go to fds >= 100 first, so moving them to 3 and 4 cannot clobber one with the other
-        cmd_r, out_w = (self._high(fd) for fd in (cmd_r, out_w))
-        args = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
-        # a tiny launcher puts the pipe ends on fds 3 and 4, where --remote-debugging-pipe expects them
-        launch = f"import os; os.dup2({cmd_r}, 3); os.dup2({out_w}, 4); os.execv({args[0]!r}, {args!r})"
-        self.log = profile.parent / f"{profile.name}.stderr.txt"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-c", launch], pass_fds=(cmd_r, out_w),
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        os.close(cmd_r)
-        os.close(out_w)
-
-    @staticmethod
-    def _high(fd: int) -> int:
-        import fcntl
-
-        high = fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
-        os.close(fd)
-        return high
-
-    def _read(self) -> dict[str, Any]:
-        import json
-        import select
-
-        deadline = time.monotonic() + self.timeout
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._r], [], [], left)[0]:
-                raise TimeoutError(f"chromium did not answer within {self.timeout:.0f} s")
-            chunk = os.read(self._r, 1 << 20)
-            if not chunk:
-                tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-                raise RuntimeError(f"chromium closed the DevTools pipe; its stderr ends: {tail}")
-            self._buf += chunk
-        msg, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(msg)
-
-    def send(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
-        import json
-
-        self._id += 1
-        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._w, json.dumps(msg).encode() + b"\0")
-        while True:
-            reply = self._read()
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-
-    def wait_for(self, method: str) -> dict[str, Any]:
-        for ev in self.events:
-            if ev.get("method") == method:
-                return ev
-        while True:
-            ev = self._read()
-            self.events.append(ev)
-            if ev.get("method") == method:
-                return ev
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close")
-        except Exception:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._w)
-        os.close(self._r)
-
-
-def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> dict[str, Any]:
-    """Load ``page``; return its images' (naturalWidth, complete), console errors and requests; save a screenshot."""
-    import base64
-
-    dt = DevTools(profile)
-    try:
-        target = dt.send("Target.createTarget", url="about:blank")["targetId"]
-        s = dt.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            dt.send(f"{domain}.enable", s)
-        dt.send("Emulation.setDeviceMetricsOverride", s, width=1280, height=900, deviceScaleFactor=1, mobile=False)
-        dt.events.clear()
-        dt.send("Page.navigate", s, url=page.resolve().as_uri())
-        dt.wait_for("Page.loadEventFired")
-        images = dt.send("Runtime.evaluate", s, returnByValue=True, awaitPromise=True, expression="""
-            Promise.all(Array.from(document.images).map(i => i.decode().then(() => 0, () => 0)))
-              .then(() => Array.from(document.images).map(i => ({w: i.naturalWidth, h: i.naturalHeight,
-                                                               complete: i.complete, alt: i.alt.slice(0, 60)})))
-        """)["result"]["value"]
-        height = dt.send("Runtime.evaluate", s, returnByValue=True,
-                         expression="document.documentElement.scrollHeight")["result"]["value"]
-        dt.send("Emulation.setDeviceMetricsOverride", s, width=1280, height=min(int(height), 16000),
-                deviceScaleFactor=1, mobile=False)
-        shot = dt.send("Page.captureScreenshot", s, format="png")["data"]
-        screenshot.write_bytes(base64.b64decode(shot))
-        errors = []
-        for ev in dt.events:
-            m, p = ev.get("method"), ev.get("params", {})
-            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                errors.append(f"console.{p['type']}: {p.get('args')}")
-            elif m == "Runtime.exceptionThrown":
-                errors.append(f"exception: {p.get('exceptionDetails', {}).get('text')}")
-            elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-                errors.append(f"log: {p['entry'].get('text')}")
-            elif m == "Network.loadingFailed":
-                errors.append(f"network: {p.get('errorText')}")
-        requests = [ev["params"]["request"]["url"] for ev in dt.events if ev.get("method") == "Network.requestWillBeSent"]
-        return {"images": images, "errors": errors, "requests": requests}
-    finally:
-        dt.close()
-
-
+@pytest.mark.slow
 def test_report_in_a_real_browser(report: Path, tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium (scripts/system-deps.sh)")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI runs this test")
+    require_chromium()
     shot = tmp_path / "report-screenshot.png"
     result = open_in_chromium(report, shot, tmp_path / "chromium-profile")
     images = result["images"]
@@ -402,12 +256,10 @@ def test_report_in_a_real_browser(report: Path, tmp_path: Path) -> None:
         Path(out).write_bytes(shot.read_bytes())
 
 
+@pytest.mark.slow
 def test_browser_check_catches_a_broken_image(tmp_path: Path) -> None:
     """The browser check is not vacuous: a page with a broken image and a script error fails it."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing")
-        pytest.skip(f"{CHROMIUM} is not installed")
+    require_chromium()
     bad = tmp_path / "bad.html"
     bad.write_text('<!DOCTYPE html><html><body><img src="data:image/png;base64,AAAA" alt="broken">'
                    '<script>console.error("boom")</script></body></html>')
@@ -420,6 +272,7 @@ def _postgres_url() -> str:
     return conftest_postgres_url("the report test")
 
 
+@pytest.mark.slow
 def test_report_from_postgres_never_shows_the_password(study_root: Path, tmp_path: Path, capsys) -> None:
     import uuid
     from urllib.parse import urlsplit
@@ -450,6 +303,7 @@ def test_report_from_postgres_never_shows_the_password(study_root: Path, tmp_pat
 # honest labels: the baseline is the sweep's base config; only the seed's exact DMConfig is the seed default
 
 
+@pytest.mark.slow
 def test_report_names_the_baseline_for_what_it_ran(report: Path, study_root: Path) -> None:
     md = (report.parent / "report.md").read_text()
     assert ("Baseline: trial 0 ran the sweep's base config: cpu-quick + overrides (data.limit=128, data.test_limit=64, "

@@ -8,7 +8,6 @@ import optuna
 import pytest
 
 from ddpm.errors import ConfigError
-from test_sweeps_study import tiny_classifier  # noqa: F401  (fixture)
 from ddpm.sweeps.confirm import (ConfirmSpec, candidates, combine_seeds, confirmation_verdict, parse_confirm)
 
 
@@ -75,7 +74,7 @@ def test_verdict_beats_and_ties_in_words():
 def test_sweep_confirms_top_trial_and_baseline_on_the_test_split(tmp_path, tiny_classifier, monkeypatch, capsys):
     """`ddpm sweep` with confirm: re-scores the best trial and the baseline on the test split with fresh seeds,
     records it with the study, names the winner from those numbers, and the report shows both stages."""
-    from test_sweeps_study import sweep_file
+    from helpers import sweep_file
 
     from ddpm.cli import main
     from ddpm.sweeps import open_sweep_study, load_sweep

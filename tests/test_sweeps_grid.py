@@ -16,10 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import REPO
+from helpers import REPO, assert_ran_in_workers, cli_env as env, postgres_url, sweep_file, sweep_in_workers
 from ddpm.io import read_jsonl
 from ddpm.sweeps import open_sweep_study, load_sweep, run_study, run_worker
-from test_sweeps_study import env, one_thread, sweep_file  # noqa: F401  (one_thread: an autouse fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -44,17 +43,15 @@ def complete_points(study: optuna.Study) -> Counter:
 
 
 def test_two_workers_run_each_grid_point_once(tmp_path):
-    """(a) `ddpm sweep --workers 2` on SQLite: 4 trials, the 4 points once each, both workers busy."""
+    """(a) `ddpm sweep --workers 2` on SQLite: 4 trials, the 4 points once each, run by the workers."""
     path = grid_file(tmp_path, "grid-pair", overrides={"train.epochs": 2})
-    r = subprocess.run([sys.executable, "-m", "ddpm", "sweep", str(path), "--workers", "2"], cwd=tmp_path,
-                       env=env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
+    pid, out = sweep_in_workers(path, tmp_path, workers=2)                 # both workers ran and exited 0
     study = optuna.load_study(study_name="grid-pair", storage=f"sqlite:///{tmp_path}/runs/grid-pair/study.db")
     trials = study.get_trials()
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
     assert complete_points(study) == Counter(POINTS)
     assert sorted(t.user_attrs["grid_id"] for t in trials) == [0, 1, 2, 3]
-    assert len({t.user_attrs["pid"] for t in trials}) == 2          # both workers ran trials
+    assert_ran_in_workers(trials, workers=2, parent_pid=pid)   # not how the OS split them between the two
     (base,) = [t for t in trials if t.user_attrs.get("baseline")]
     assert point(base) == ("linear", 1e-3) and base.number == 0 == study.user_attrs["baseline_trial"]
 
@@ -169,8 +166,6 @@ def test_enqueueing_is_idempotent_under_concurrent_creation(tmp_path):
 
 def test_enqueueing_is_idempotent_under_concurrent_creation_postgres(tmp_path):
     """(c) The same on a real PostgreSQL server (the study lock is an advisory lock there)."""
-    from conftest import postgres_url
-
     _race(tmp_path, {"pg": postgres_url("the concurrent grid creation test")})
 
 

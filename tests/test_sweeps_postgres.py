@@ -18,15 +18,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import postgres_url as conftest_postgres_url
 from optuna.trial import TrialState
 
-from conftest import REPO
+from helpers import cli_env as env, postgres_url as conftest_postgres_url, sweep_file
 from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.sweeps import open_sweep_study, load_sweep, open_storage
 from ddpm.sweeps.runner import STORAGE_ENV, Budget
-from test_sweeps_study import env, sweep_file
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 from ddpm.errors import ConfigError, DDPMError
 from ddpm.sweeps.pruners import PRUNERS, make_pruner
 from ddpm.sweeps.samplers import OPTUNA_SAMPLERS, make_optuna_sampler
@@ -112,6 +112,7 @@ def test_not_yaml(tmp_path):
         load_sweep(p)
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_and_exits_2(tmp_path):
     p = write(tmp_path, with_(sampler={"name": "bayes"}))
     r = run_cli("sweep", str(p), cwd=tmp_path)
@@ -282,6 +283,7 @@ def test_schedules_sweep_proposes_only_meaningful_points():
     assert {t.params["diffusion.schedule"] for t in study.trials} == {"linear", "quadratic", "cosine", "sigmoid"}
 
 
+@pytest.mark.slow
 def test_a_degenerate_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch):
     from ddpm.sweeps import run_study
 

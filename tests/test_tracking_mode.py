@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ddpm.redact import redact, redact_url
+from helpers import closed_port
 from ddpm.tracking import configured_mode, has_credentials, resolve_mode, run_tags, tracker_callback, wandb_run
 
 
@@ -13,14 +14,6 @@ def no_credentials(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     return tmp_path / "netrc"
-
-
-@pytest.fixture
-def fresh_probe(monkeypatch):
-    """A process that has not probed W&B yet (the answer is cached per process)."""
-    monkeypatch.setattr(wandb_run, "_probe_cache", {})
-    monkeypatch.setattr(wandb_run, "_offline_reason", None)
-    monkeypatch.setattr(wandb_run, "_offline_notice_shown", False)
 
 
 def test_auto_is_offline_without_credentials_and_online_with_them(no_credentials, monkeypatch):
@@ -40,12 +33,7 @@ def test_auto_is_offline_without_credentials_and_online_with_them(no_credentials
 @pytest.mark.parametrize("configured", ["auto", "online"])
 def test_online_without_a_server_is_offline_after_one_probe(no_credentials, monkeypatch, fresh_probe, configured):
     """Credentials but nothing listening at WANDB_BASE_URL: offline, probed once for the whole process."""
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = closed_port()
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
     calls = []

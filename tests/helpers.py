@@ -1,0 +1,344 @@
+"""Shared test builders, written once: tiny configs and sweep files, `ddpm` argv and subprocess runners, the
+one-line-error check, worker/trial checks, a free port, the tiny evaluation-classifier cache and the headless
+Chromium (DevTools protocol) client. Fixtures built from these live in conftest.py."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK_YAML = REPO / "experiments" / "cpu-quick.yaml"
+
+# ----------------------------------------------------------------------------------------------
+# tiny configs: seconds of training on 2 CPU cores
+
+TINY = {
+    "data.limit": 256, "data.test_limit": 128, "data.val_limit": 128,
+    "model.num_feat": 8,
+    "diffusion.T": 20, "diffusion.beta_T": 0.5,  # alpha_bar_T 0.002 (0.04 at T=10): under the terminal guard
+    "train.epochs": 1, "train.batch_size": 64, "train.lr": 1e-3,
+    "sample.steps": None, "sample.sampler": "ddpm",
+    "tracking.wandb": "disabled",
+}
+
+# a sweep's tiny overrides of cpu-quick.yaml (no per-epoch sample grid)
+SWEEP_TINY = {"data.limit": 256, "data.test_limit": 128, "model.num_feat": 8, "diffusion.T": 20, "diffusion.beta_T": 0.5,
+              "train.epochs": 1, "train.batch_size": 64, "train.lr": 1e-3, "train.grid_every": 0, "sample.steps": None,
+              "tracking.wandb": "disabled"}
+
+
+def overrides_argv(values: dict[str, Any]) -> list[str]:
+    """``key=value`` command-line overrides (None as YAML null)."""
+    return [f"{k}={'null' if v is None else v}" for k, v in values.items()]
+
+
+def train_argv(out: Path, name: str, epochs: int, limit: int = 256, batch_size: int = 64) -> list[str]:
+    """``ddpm train`` argv for a tiny cpu-quick run named ``name`` under ``out`` (run from the repository root)."""
+    return ["train", "experiments/cpu-quick.yaml", f"name={name}", f"out_dir={out}", f"data.limit={limit}",
+            "data.test_limit=128", "model.num_feat=8", "diffusion.T=20", "diffusion.beta_T=0.5", "sample.steps=null",
+            "train.grid_every=0", f"train.epochs={epochs}", f"train.batch_size={batch_size}", "tracking.wandb=disabled"]
+
+
+def sweep_file(tmp_path: Path, name: str = "sweep.yaml", **changes: Any) -> Path:
+    """A tiny TPE study of cpu-quick (2 trials, test-loss objective, runs under tmp_path/runs) written to
+    tmp_path/name; ``overrides=`` adds to the tiny overrides, any other key replaces the sweep file's."""
+    import yaml
+
+    data = {
+        "study": "tiny",
+        "base": str(QUICK_YAML),
+        "overrides": dict(SWEEP_TINY),
+        "space": {"train.lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}},
+        "guidance": None,
+        "objectives": ["test_loss"],
+        "sampler": {"name": "tpe", "seed": 0},
+        "pruner": "none",
+        "n_trials": 2,
+        "out_dir": str(tmp_path / "runs"),
+    }
+    data["overrides"].update(changes.pop("overrides", {}))
+    data.update(changes)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# the CLI in a subprocess
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a `ddpm` child process: no progress bars, no W&B, unbuffered output."""
+    return {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child the test will Ctrl-C: SIGINT back to its default, so Python installs its
+    KeyboardInterrupt handler even when pytest itself inherited SIGINT ignored (a background job of a
+    non-interactive shell, e.g. `CI=true bash .ci/run &`, starts that way and its children would ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    """Run ``python -m ddpm ...`` in a subprocess; returns CompletedProcess (text)."""
+    e = {**os.environ, "DDPM_PROGRESS": "0", "WANDB_MODE": "disabled", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ddpm", *args], cwd=cwd or REPO, env=e, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, *needles: str, prefix: str | None = None) -> str:
+    """A failed command: exit code != 0, no traceback, exactly one stderr line (starting with ``prefix``)
+    holding every needle. Returns that line."""
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert r.returncode not in (0, None), out[-3000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr[-3000:]
+    line = lines[0]
+    assert prefix is None or line.startswith(prefix), line
+    for n in needles:
+        assert n in line, (n, line)
+    return line
+
+
+# ----------------------------------------------------------------------------------------------
+# studies
+
+
+def sweep_in_workers(path: Path, cwd: Path, workers: int = 2, timeout: int = 600) -> tuple[int, str]:
+    """``ddpm sweep PATH --workers N`` in a subprocess; asserts that it and each of its workers exited 0 (it warns
+    about any worker that did not); returns its pid and its output (stdout and stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm", "sweep", str(path), "--workers", str(workers)], cwd=cwd,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0 and "worker(s) exited" not in out, out
+    return proc.pid, out
+
+
+def assert_ran_in_workers(trials: list[Any], workers: int, parent_pid: int) -> None:
+    """What holds however the OS schedules the workers: every trial ran in a worker process (not in the
+    `ddpm sweep` parent), in at most ``workers`` processes, and each worker ran one trial at a time (its trials'
+    start/finish intervals in the storage do not overlap). How the trials split between the workers, and
+    whether two ran at the same moment, is the scheduler's choice and not asserted."""
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert parent_pid not in pids and 1 <= len(pids) <= workers, (parent_pid, pids)
+    by_pid: dict[int, list[Any]] = defaultdict(list)
+    for t in trials:
+        by_pid[t.user_attrs["pid"]].append(t)
+    for pid, own in by_pid.items():
+        own.sort(key=lambda t: t.datetime_start)
+        for a, b in zip(own, own[1:]):
+            assert a.datetime_complete <= b.datetime_start, (pid, a.number, b.number)
+
+
+def postgres_url(purpose: str = "the PostgreSQL tests") -> str:
+    """The test server's URL (scripts/system-deps.sh writes .postgres-url); skip outside CI when absent,
+    fail under CI=true (CI must run the real server)."""
+    from ddpm.errors import DDPMError
+    from ddpm.sweeps import open_storage
+
+    url = os.environ.get("DDPM_TEST_POSTGRES")
+    if not url and (REPO / ".postgres-url").is_file():
+        url = (REPO / ".postgres-url").read_text().strip()
+    why = None
+    if not url:
+        why = "no PostgreSQL URL (set DDPM_TEST_POSTGRES, or run scripts/system-deps.sh as root)"
+    else:
+        try:
+            open_storage(url)
+        except DDPMError as e:
+            why = f"PostgreSQL not reachable: {e}"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs a PostgreSQL server for {purpose}: {why}")
+        pytest.skip(why)
+    return url  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def classifier_cache(path: Path, limit: int = 512) -> Iterator[Path]:
+    """DDPM_CACHE=path holding a quickly trained evaluation classifier (1 epoch on ``limit`` images: its FIDs
+    are real numbers of a weak classifier); DDPM_CACHE is restored on exit."""
+    from ddpm.evaluation import classifier_path, save_classifier, train_classifier
+
+    old = os.environ.get("DDPM_CACHE")
+    os.environ["DDPM_CACHE"] = str(path)
+    try:
+        save_classifier(train_classifier("mnist", epochs=1, limit=limit, show_progress=False), classifier_path("mnist"))
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("DDPM_CACHE", None)
+        else:
+            os.environ["DDPM_CACHE"] = old
+
+
+def wandb_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Only the given WANDB_* variables (and WANDB_SILENT) for this test: none inherited from the caller's shell."""
+    for k in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(k)
+    for k, v in {**values, "WANDB_SILENT": "true"}.items():
+        monkeypatch.setenv(k, v)
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then closed)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ----------------------------------------------------------------------------------------------
+# a real browser: headless Chromium driven over the DevTools protocol on a pipe (no extra packages)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic", "--hide-scrollbars",
+                  "--remote-debugging-pipe"]
+
+
+def require_chromium() -> None:
+    """Skip when Debian's chromium is not installed; under CI=true fail instead (CI must run the browser tests)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium (scripts/system-deps.sh)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI runs this test")
+
+
+class DevTools:
+    """Chrome DevTools Protocol over --remote-debugging-pipe: JSON messages, NUL-separated, fds 3 (in) and 4 (out)."""
+
+    def __init__(self, profile: Path, timeout: float = 60.0) -> None:
+        self.timeout, self.events, self._id, self._buf = timeout, [], 0, b""
+        cmd_r, self._w = os.pipe()
+        self._r, out_w = os.pipe()
+        # the child's ends go to fds >= 100 first, so moving them to 3 and 4 cannot clobber one with the other
+        cmd_r, out_w = (self._high(fd) for fd in (cmd_r, out_w))
+        args = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
+        # a tiny launcher puts the pipe ends on fds 3 and 4, where --remote-debugging-pipe expects them
+        launch = f"import os; os.dup2({cmd_r}, 3); os.dup2({out_w}, 4); os.execv({args[0]!r}, {args!r})"
+        self.log = profile.parent / f"{profile.name}.stderr.txt"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-c", launch], pass_fds=(cmd_r, out_w),
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        os.close(cmd_r)
+        os.close(out_w)
+
+    @staticmethod
+    def _high(fd: int) -> int:
+        import fcntl
+
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+        os.close(fd)
+        return high
+
+    def _read(self) -> dict[str, Any]:
+        import json
+        import select
+
+        deadline = time.monotonic() + self.timeout
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._r], [], [], left)[0]:
+                raise TimeoutError(f"chromium did not answer within {self.timeout:.0f} s")
+            chunk = os.read(self._r, 1 << 20)
+            if not chunk:
+                tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+                raise RuntimeError(f"chromium closed the DevTools pipe; its stderr ends: {tail}")
+            self._buf += chunk
+        msg, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def send(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        import json
+
+        self._id += 1
+        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str) -> dict[str, Any]:
+        for ev in self.events:
+            if ev.get("method") == method:
+                return ev
+        while True:
+            ev = self._read()
+            self.events.append(ev)
+            if ev.get("method") == method:
+                return ev
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._w)
+        os.close(self._r)
+
+
+def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> dict[str, Any]:
+    """Load ``page``; return its images' (naturalWidth, complete), console errors and requests; save a screenshot."""
+    import base64
+
+    dt = DevTools(profile)
+    try:
+        target = dt.send("Target.createTarget", url="about:blank")["targetId"]
+        s = dt.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            dt.send(f"{domain}.enable", s)
+        dt.send("Emulation.setDeviceMetricsOverride", s, width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        dt.events.clear()
+        dt.send("Page.navigate", s, url=page.resolve().as_uri())
+        dt.wait_for("Page.loadEventFired")
+        images = dt.send("Runtime.evaluate", s, returnByValue=True, awaitPromise=True, expression="""
+            Promise.all(Array.from(document.images).map(i => i.decode().then(() => 0, () => 0)))
+              .then(() => Array.from(document.images).map(i => ({w: i.naturalWidth, h: i.naturalHeight,
+                                                               complete: i.complete, alt: i.alt.slice(0, 60)})))
+        """)["result"]["value"]
+        height = dt.send("Runtime.evaluate", s, returnByValue=True,
+                         expression="document.documentElement.scrollHeight")["result"]["value"]
+        dt.send("Emulation.setDeviceMetricsOverride", s, width=1280, height=min(int(height), 16000),
+                deviceScaleFactor=1, mobile=False)
+        shot = dt.send("Page.captureScreenshot", s, format="png")["data"]
+        screenshot.write_bytes(base64.b64decode(shot))
+        errors = []
+        for ev in dt.events:
+            m, p = ev.get("method"), ev.get("params", {})
+            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                errors.append(f"console.{p['type']}: {p.get('args')}")
+            elif m == "Runtime.exceptionThrown":
+                errors.append(f"exception: {p.get('exceptionDetails', {}).get('text')}")
+            elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                errors.append(f"log: {p['entry'].get('text')}")
+            elif m == "Network.loadingFailed":
+                errors.append(f"network: {p.get('errorText')}")
+        requests = [ev["params"]["request"]["url"] for ev in dt.events if ev.get("method") == "Network.requestWillBeSent"]
+        return {"images": images, "errors": errors, "requests": requests}
+    finally:
+        dt.close()
