@@ -15,12 +15,14 @@
 #                   against training seconds: the seed recipe and the sweeps' best CPU recipe, fast path
 #   sweep-1w/-4w    the same width-16 study with 1 and with 4 workers sharing the GPU: trials/hour
 # The sweep stages need optuna (not on the GPU machine): when it is not importable and a .whl/ folder sits
-# in the repo root, its wheels are installed into a scratch folder first; otherwise they are skipped with
-# a message. Prepare .whl/ here (pure-python optuna and its deps the GPU image lacks; sqlalchemy and
-# greenlet are binary wheels for CPython 3.12):
+# in the repo root (.gitignore'd), its wheels are installed into the scratch folder first; otherwise the
+# sweep stages are skipped with a message. Prepare .whl/ here, once (5.4 MB; the versions CI's venv has; the
+# GPU image already holds numpy, packaging, tqdm, pyyaml, typing-extensions and markupsafe, the rest of
+# their Requires-Dist; sqlalchemy 2.1 needs greenlet only for asyncio):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl optuna alembic sqlalchemy greenlet mako colorlog
+#     -d .whl optuna==5.0.0 alembic==1.20.1 sqlalchemy==2.1.9 mako==1.4.3 colorlog==6.12.0
+# and name .whl in the device call's carry list.
 # Result files (at most 8, the device tool's limit): gpu-check.log, summary.json, bench.json, bench.md,
 # seed-epochs.md, seed-grid.png, time-to-quality.csv, time-to-quality.png. Scratch (runs, studies) is
 # a temporary folder, removed at the end (KEEP_WORK=1 keeps it).
@@ -51,7 +53,11 @@ stage() {
   local name=$1 limit=$2 start rc status left
   shift 2
   left=$(( BUDGET - ($(date +%s) - T0) ))
-  if (( left < 20 )); then skip "$name" "the time budget (GPU_CHECK_BUDGET_S=$BUDGET) is spent"; return; fi
+  if (( left < 20 )); then
+    say "=== $name: over budget: the time budget (GPU_CHECK_BUDGET_S=$BUDGET s) is spent"
+    printf '%s\tover-budget\t0\t0\t\n' "$name" >>"$STAGES"
+    return
+  fi
   (( limit > left )) && limit=$left
   say "=== $name (limit ${limit}s) $(date -u +%H:%M:%S): $*"
   start=$(date +%s.%N)
@@ -79,6 +85,8 @@ if ! "$PY" -c 'import optuna' 2>/dev/null && compgen -G "$REPO/.whl/*.whl" >/dev
     2>&1 | tee -a "$LOG"
   export PYTHONPATH="$PYTHONPATH:$WORK/site"
 fi
+"$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null || [[ "$DRY" == 1 ]] ||
+  say "warning: no CUDA device here: the full check would measure this CPU for a long time (--dry-run is the CPU check)"
 HAVE_OPTUNA=0
 "$PY" -c 'import optuna' 2>/dev/null && HAVE_OPTUNA=1
 
@@ -163,4 +171,6 @@ else
 fi
 
 "$PY" scripts/gpu_check/summary.py "$STAGES" "$OUT_DIR/summary.json" "$DRY" 2>&1 | tee -a "$LOG"
+ok=${PIPESTATUS[0]}
 say "wrote $(cd "$OUT_DIR" && ls | tr '\n' ' ')"
+exit "$ok"   # 0 when every stage ran (or was skipped for want of optuna), else 1: see summary.json

@@ -66,7 +66,7 @@ def test_cuda_graph_sampling_matches_eager(amp):
                                                   cuda_graph=graph))
     assert images[0].shape == (20, 1, 28, 28)
     assert bool(torch.isfinite(images[0]).all())
-    torch.testing.assert_close(images[1], images[0], atol=2e-2 if amp else 1e-4, rtol=0)
+    torch.testing.assert_close(images[1], images[0], atol=2e-2 if amp else 1e-3, rtol=0)
 
 
 def test_cuda_sampling_matches_cpu_in_fp32(monkeypatch):

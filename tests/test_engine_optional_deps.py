@@ -16,11 +16,11 @@ import sys
 
 
 class _NotInstalled:
-    """Makes optuna and wandb unimportable, as on a machine without them."""
+    """Makes these packages unimportable, as on a machine without them."""
 
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in ("optuna", "wandb"):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+        if name.partition(".")[0] in {names!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)", name=name)
         return None
 
 
@@ -28,14 +28,18 @@ sys.meta_path.insert(0, _NotInstalled())
 '''
 
 
-def without_optuna_wandb(tmp_path: Path) -> dict:
-    """An environment whose Python cannot import optuna or wandb (a sitecustomize on PYTHONPATH) and finds
-    ddpm only through PYTHONPATH=repo root, as scripts/gpu-check.sh runs it."""
+def blocking_env(tmp_path: Path, names: tuple[str, ...] = ("optuna", "wandb")) -> dict:
+    """An environment whose Pythons (subprocesses too) cannot import ``names`` (a sitecustomize on PYTHONPATH)
+    and find ddpm only through PYTHONPATH=repo root, as scripts/gpu-check.sh runs it."""
     site = tmp_path / "blocker"
     site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(BLOCKER)
+    (site / "sitecustomize.py").write_text(BLOCKER.format(names=tuple(names)))
     return {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPO}", "DDPM_PROGRESS": "0",
             "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
+
+def without_optuna_wandb(tmp_path: Path) -> dict:
+    return blocking_env(tmp_path, ("optuna", "wandb"))
 
 
 def run(env: dict, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -79,7 +79,7 @@ def main(stages_tsv: str, out: str, dry: str = "0") -> int:
                "ok": all(s["status"] in ("ok", "skipped") for s in stages.values())}
     Path(out).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: (v["status"], v["seconds"]) for k, v in stages.items()}))
-    return 0
+    return 0 if summary["ok"] else 1
 
 
 if __name__ == "__main__":
