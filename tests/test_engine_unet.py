@@ -10,12 +10,12 @@ T = 400
 
 def _net(seed: int = 0) -> ConditionalUnet:
     torch.manual_seed(seed)
-    return ConditionalUnet(in_channels=1, n_feat=8, n_classes=10).eval()
+    return ConditionalUnet(in_channels=1, num_feat=8, num_classes=10).eval()
 
 
 def _seed_forward(net: ConditionalUnet, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """The forward pass as it was before the embeddings moved to fp32 (inputs cast to x's dtype)."""
-    F = net.n_feat
+    F = net.num_feat
     t, c = t.to(x.dtype).view(-1, 1), c.to(x.dtype)
     temb1, temb2 = net.timeembed1(t).view(-1, 2 * F, 1, 1), net.timeembed2(t).view(-1, F, 1, 1)
     cemb1, cemb2 = net.conditionembed1(c).view(-1, 2 * F, 1, 1), net.conditionembed2(c).view(-1, F, 1, 1)
