@@ -43,10 +43,10 @@ def test_stamp_name_and_named_specs() -> None:
 
 def test_the_public_registries_keep_their_names() -> None:
     from ddpm.schedules import SCHEDULE_PARAMS, SCHEDULES, register_schedule
-    from ddpm.sweeps.samplers import SAMPLER_CLASSES, SAMPLERS
+    from ddpm.sweeps.samplers import OPTUNA_SAMPLERS, SAMPLER_CLASSES
 
     assert set(SCHEDULE_PARAMS) == set(SCHEDULES) and SCHEDULE_PARAMS["cosine"] == ()
-    assert set(SAMPLER_CLASSES) == set(SAMPLERS) >= {"tpe", "random", "grid"}
+    assert set(SAMPLER_CLASSES) == set(OPTUNA_SAMPLERS) >= {"tpe", "random", "grid"}
 
     @register_schedule("test-constant", uses=("beta_1",))
     def constant(T: int, beta_1: float, beta_T: float):  # pragma: no cover - registered, not run
