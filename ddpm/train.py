@@ -241,9 +241,9 @@ class _Loop:
     g_noise: torch.Generator
     amp_dtype: Optional[torch.dtype]
     mem: torch.memory_format
-    net: torch.nn.Module = None  # type: ignore[assignment]  # the eager denoiser (saved; compiled copies wrap it)
-    batches: Any = None
-    test: tuple[torch.Tensor, torch.Tensor] = None  # type: ignore[assignment]
+    net: Optional[torch.nn.Module] = None   # the eager denoiser (saved; compiled copies wrap it)
+    batches: Any = None                     # filled by _load_data: training batches, test and val tensors
+    test: tuple[torch.Tensor, ...] = ()
     val: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
 
