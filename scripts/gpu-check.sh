@@ -95,7 +95,8 @@ if [[ "$DRY" == 1 ]]; then  # tiny sizes on one CPU thread: checks that every st
   TINY=(data.limit=256 data.test_limit=64 data.val_limit=64 model.num_feat=8 diffusion.T=20 diffusion.beta_T=0.5
         train.batch_size=64 sample.steps=null)
   TESTS=(tests/test_engine_cuda.py)
-  BENCH=(--quick --widths 8 --grid-images 10 --fast-steps 20 --threads 1 "${TINY[@]}")
+  BENCH=(--quick --widths 8 --train-steps 2 --repeats 1 --grid-images 10 --fast-sampler ddpm --fast-steps 20
+         --threads 1 "${TINY[@]}")
   SEED=("${TINY[@]}" train.epochs=2)
   TTQ=(--n 20 --steps 5)
   TTQ_SEED=("${TINY[@]}" train.epochs=2)

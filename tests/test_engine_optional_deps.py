@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY
+from helpers import REPO, TINY, cli_env, overrides_argv
 
 BLOCKER = '''
 import sys
@@ -34,8 +34,7 @@ def blocking_env(tmp_path: Path, names: tuple[str, ...] = ("optuna", "wandb")) -
     site = tmp_path / "blocker"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(BLOCKER.format(names=tuple(names)))
-    return {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPO}", "DDPM_PROGRESS": "0",
-            "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    return cli_env(PYTHONPATH=f"{site}{os.pathsep}{REPO}", OMP_NUM_THREADS="1")
 
 
 def without_optuna_wandb(tmp_path: Path) -> dict:
@@ -67,8 +66,7 @@ def test_cli_help_and_engine_import_without_optuna_wandb(tmp_path):
 
 
 def _tiny_args(tmp_path: Path) -> list[str]:
-    values = {**TINY, "data.val_limit": 64, "data.test_limit": 64, "out_dir": str(tmp_path / "runs")}
-    return [f"{k}={'null' if v is None else v}" for k, v in values.items()]
+    return overrides_argv({**TINY, "data.val_limit": 64, "data.test_limit": 64, "out_dir": str(tmp_path / "runs")})
 
 
 @pytest.mark.slow

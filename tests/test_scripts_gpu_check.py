@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from test_engine_optional_deps import blocking_env
 
 RESULT_FILES = {"gpu-check.log", "summary.json", "bench.json", "bench.md", "seed-epochs.md", "seed-grid.png",
