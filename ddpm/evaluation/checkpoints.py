@@ -33,7 +33,7 @@ def evaluate_checkpoint(checkpoint: str | Path, omegas: list[float], n: int = 10
     validation split) are a ConfigError before any sampling."""
     from ddpm.checkpoint import load_model
     from ddpm.evaluation.guidance import evaluate_guidance
-    from ddpm.samplers import make_sampler
+    from ddpm.sampling import Sampling
 
     if n < 2:
         raise ConfigError(f"--n {n}: must be >= 2 (FID needs a covariance)")
@@ -41,9 +41,8 @@ def evaluate_checkpoint(checkpoint: str | Path, omegas: list[float], n: int = 10
         raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
     device = torch.device(device)
     model, cfg, ckpt = load_model(checkpoint, device)
-    if steps is not None and not 1 <= steps <= cfg.diffusion.T:
-        raise ConfigError(f"--steps {steps}: must lie in 1..{cfg.diffusion.T} (the model's T)")
-    make_sampler(sampler or cfg.sample.sampler)   # an unknown sampler fails before any work
+    Sampling.from_config(cfg, device, sampler=sampler, steps=steps, eta=eta, steps_key="--steps")  # bad steps or
+    # an unknown sampler fail here, before any work: the same checks as every other sampling call
     if split == "val" and cfg.data.val_size == 0:
         raise ConfigError(f"--split val: {ckpt['path']} was trained without a validation split "
                           f"(data.val_size = 0); use --split test")

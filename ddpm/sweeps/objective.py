@@ -204,7 +204,7 @@ class SweepObjective:
         resolved = cfg.to_dict()
         set_dotted(resolved, "sample.omega", best_omega)
         if spec.guidance is not None:
-            for key, value in (("sample.sampler", spec.guidance.sampler), ("sample.steps", spec.guidance.steps),
+            for key, value in (("sample.sampler", spec.guidance.sampler), ("sample.steps", steps),
                                ("sample.eta", spec.guidance.eta)):
                 set_dotted(resolved, key, value)
         TrialRecord.write(trial, config=resolved)
