@@ -101,7 +101,7 @@ if [[ "$DRY" == 1 ]]; then  # tiny sizes on one CPU thread: checks that every st
   TTQ=(--n 20 --steps 5)
   TTQ_SEED=("${TINY[@]}" train.epochs=2)
   TTQ_RECIPE=("${TINY[@]}" train.epochs=1)
-  SWEEP_W=2 SWEEP_N1=1 SWEEP_N=2   # one trial per worker
+  SWEEP_RUNS="1" SWEEP_N1=1   # one in-process trial (N workers: tests/test_sweeps_*.py run `--workers 2`)
   SWEEP_OVERRIDES="{data.limit: 256, data.test_limit: 64, data.val_limit: 64, model.num_feat: 8, diffusion.T: 20,
     diffusion.beta_T: 0.5, train.epochs: 1, train.batch_size: 64, train.grid_every: 0}"
   SWEEP_GUIDANCE="{omegas: [2], n: 20, sampler: ddim, steps: 5}"
@@ -113,7 +113,7 @@ else
   TTQ=(--n 1000 --steps 100)
   TTQ_SEED=(train.epochs=10)
   TTQ_RECIPE=(train.epochs=6)
-  SWEEP_W=4 SWEEP_N1=500 SWEEP_N=500 SWEEP_TIMEOUT=40   # trials started in 40 s, each run to its end
+  SWEEP_RUNS="1 4" SWEEP_N1=500 SWEEP_N=500 SWEEP_TIMEOUT=40   # trials started in 40 s, each run to its end
   SWEEP_OVERRIDES="{data.limit: 15000, data.test_limit: 1000, data.val_limit: 1000, model.num_feat: 16,
     train.epochs: 1, train.batch_size: 128, train.lr: 2.0e-3, train.grid_every: 0}"
   SWEEP_GUIDANCE="{omegas: [2], n: 200, sampler: ddim, steps: 25}"
@@ -143,7 +143,7 @@ stage ttq-recipe "$LIMIT_SHORT" "$PY" scripts/gpu_check/time_to_quality.py repor
 
 # 5. one study, 1 worker then N workers sharing the device: trials/hour
 if [[ "$HAVE_OPTUNA" == 1 ]]; then
-  for w in 1 "$SWEEP_W"; do
+  for w in $SWEEP_RUNS; do
     mkdir -p "$WORK/sweep-$w"
     cat >"$WORK/sweep-$w/sweep.yaml" <<EOF
 study: gpu-check-workers
@@ -155,7 +155,7 @@ guidance: $SWEEP_GUIDANCE
 objectives: [{metric: fid, direction: minimize}]
 sampler: {name: random, seed: $w}
 pruner: none
-n_trials: $([[ $w == 1 ]] && echo "$SWEEP_N1" || echo "$SWEEP_N")
+n_trials: $([[ $w == 1 ]] && echo "$SWEEP_N1" || echo "${SWEEP_N:-}")
 timeout: ${SWEEP_TIMEOUT:-null}
 storage: sqlite:///$WORK/sweep-$w/study.db
 report: false

@@ -31,9 +31,9 @@ def test_gpu_check_dry_run_writes_every_result(tmp_path):
     assert summary["dry_run"] is True and summary["ok"] is True, summary["stages"]
     stages = summary["stages"]
     assert {name for name, s in stages.items() if s["status"] != "ok"} == set()
-    assert {"cuda-tests", "bench", "seed-epochs", "ttq-seed", "ttq-recipe", "sweep-1w", "sweep-2w"} <= set(stages)
+    assert {"cuda-tests", "bench", "seed-epochs", "ttq-seed", "ttq-recipe", "sweep-1w"} <= set(stages)
     assert stages["seed-epochs"]["result"]["epochs"] == 2
-    assert [stages[f"sweep-{w}w"]["result"]["finished"] for w in (1, 2)] == [1, 2]
+    assert stages["sweep-1w"]["result"]["finished"] == 1 and stages["sweep-1w"]["result"]["failed"] == 0
     assert set(summary["targets"]) >= {"train_images_per_s_w64", "seed_10_epochs_seconds",
                                        "trials_per_hour_4_workers_over_1"}
     assert [row["width"] for row in json.loads((out / "bench.json").read_text())["rows"]] == [8]
