@@ -20,7 +20,7 @@ import re
 import sys
 from typing import Optional
 
-from ddpm.errors import DDPMError
+from ddpm.errors import ConfigError, DDPMError
 from ddpm.registry import Registry
 
 COMMANDS: Registry[type["Command"]] = Registry("command", stamp_name=True)
@@ -113,6 +113,31 @@ def configure_libraries() -> None:
     except ImportError:  # train, sample, eval and bench run without it (the GPU machine has none)
         return
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def parse_floats(text: str, flag: str) -> list[float]:
+    """``--omega 0,0.5,2`` -> [0.0, 0.5, 2.0]: finite numbers, at least one, else a one-line ConfigError."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0,0.5,2") from None
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: give at least one number")
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise ConfigError(f"{flag} {text!r}: {bad[0]} is not a finite number; give finite weights, e.g. 0,0.5,2")
+    return values
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+    """``--labels 3,7`` -> [3, 7] (their range is the model's to check), else a one-line ConfigError."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated class indices") from None
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: give at least one class index")
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:

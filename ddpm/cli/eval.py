@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ddpm.cli import Command, number, register_command
-from ddpm.cli.sample import parse_floats
+from ddpm.cli import Command, number, parse_floats, register_command
 from ddpm.errors import ConfigError
 from ddpm.runtime import SEED_MAX
 

@@ -2,37 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import math
-
-from ddpm.cli import Command, number, register_command
+from ddpm.cli import Command, number, parse_floats, parse_ints, register_command
 from ddpm.runtime import SEED_MAX
-from ddpm.errors import ConfigError
-
-
-def parse_floats(text: str, flag: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip() != ""]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0,0.5,2") from None
-    if not values:
-        raise ConfigError(f"{flag} {text!r}: give at least one number")
-    bad = [v for v in values if not math.isfinite(v)]
-    if bad:
-        raise ConfigError(f"{flag} {text!r}: {bad[0]} is not a finite number; give finite weights, e.g. 0,0.5,2")
-    return values
-
-
-def parse_labels(text: str, num_classes: int) -> list[int]:
-    try:
-        labels = [int(v) for v in text.split(",") if v.strip() != ""]
-    except ValueError:
-        raise ConfigError(f"--labels {text!r}: expected comma-separated class indices") from None
-    bad = [v for v in labels if not 0 <= v < num_classes]
-    if bad or not labels:
-        raise ConfigError(f"--labels {text!r}: classes must lie in 0..{num_classes - 1}")
-    return labels
 
 
 @register_command("sample")
@@ -54,35 +26,13 @@ class Sample(Command):
         p.add_argument("--out", default=None, help="output folder (default: <run>/samples)")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        import numpy as np
-        import torch
-
-        from ddpm.checkpoint import load_model
-        from ddpm.grids import cycle_labels, save_grid
-        from ddpm.io import atomic_write
         from ddpm.progress import console
-        from ddpm.runtime import resolve_device
-        from ddpm.sampling import Sampling
+        from ddpm.samples import sample_checkpoint
 
-        if args.n < 1:
-            raise ConfigError(f"--n {args.n}: must be >= 1")
-        device = resolve_device(args.device, "--device")
-        model, cfg, ckpt = load_model(args.checkpoint, device)
-        sampling = Sampling.from_config(cfg, device, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                                        steps_key="--steps")
-        omegas = parse_floats(args.omega, "--omega") if args.omega else [sampling.omega]
-        if args.labels:
-            base = torch.tensor(parse_labels(args.labels, cfg.model.num_classes))
-            labels = base.repeat((args.n + len(base) - 1) // len(base))[: args.n]
-        else:
-            labels = cycle_labels(args.n, cfg.model.num_classes)
-        out = Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / "samples"
-        for w in omegas:
-            g = torch.Generator(device=device).manual_seed(args.seed)
-            imgs = sampling.sample(model, labels, g, omega=w, show_progress=True)
-            grid = save_grid(imgs, out / f"grid-omega{w:g}.png", nrow=10)
-            arr = (imgs[:, 0].cpu() * 255).round().to(torch.uint8).numpy()
-            atomic_write(out / f"samples-omega{w:g}.npz",
-                         lambda f: np.savez_compressed(f, images=arr, labels=labels.numpy().astype(np.int64)))
-            console.print(f"omega={w:g}: {grid} and {out / f'samples-omega{w:g}.npz'}")
+        files = sample_checkpoint(args.checkpoint, parse_floats(args.omega, "--omega") if args.omega else None,
+                                  n=args.n, labels=parse_ints(args.labels, "--labels") if args.labels else None,
+                                  sampler=args.sampler, steps=args.steps, eta=args.eta, seed=args.seed,
+                                  device=args.device, out_dir=args.out)
+        for f in files:
+            console.print(f"omega={f.omega:g}: {f.grid} and {f.npz}")
         return 0

@@ -290,7 +290,7 @@ def _space(entries: dict[str, Any], src: str) -> dict[str, SearchKey]:
 
 def _guidance(g: Optional[GuidanceSpec], src: str) -> Optional[GuidanceSpec]:
     """The guidance grid (None: no grid; objectives must then come from the history)."""
-    from ddpm.samplers import SAMPLERS as IMAGE_SAMPLERS
+    from ddpm.samplers import SAMPLERS
 
     if g is None:
         return None
@@ -299,7 +299,7 @@ def _guidance(g: Optional[GuidanceSpec], src: str) -> Optional[GuidanceSpec]:
     if any(w < 0 for w in g.omegas):
         raise ConfigError(f"{src}: guidance.omegas = {g.omegas}: guidance weights must be >= 0")
     _at_least(g.n, 1, f"{src}: guidance.n")
-    _name(g.sampler, f"{src}: guidance.sampler", sorted(IMAGE_SAMPLERS))
+    _name(g.sampler, f"{src}: guidance.sampler", sorted(SAMPLERS))
     _at_least(g.eta, 0, f"{src}: guidance.eta", "must be >= 0 (DDIM stochasticity)")
     return g
 
