@@ -88,8 +88,10 @@ class SampleConfig:
 @dataclass
 class TrackingConfig:
     wandb: str = "auto"                 # auto (online with credentials, else offline) | online | offline | disabled
-    project: str = "ddpm-sweeps"
-    entity: Optional[str] = None
+    # None = not set: env WANDB_PROJECT / WANDB_ENTITY / WANDB_DIR, else our default (ddpm.tracking.wandb_env)
+    project: Optional[str] = None       # W&B project; default ddpm-sweeps
+    entity: Optional[str] = None        # W&B entity (team or user); default: the account's own
+    dir: Optional[str] = None           # folder W&B writes its wandb/ folder into; default: the run folder
 
 
 @dataclass

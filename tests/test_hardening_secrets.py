@@ -154,7 +154,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env.update(DDPM_PROGRESS="0", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO), HOME=str(tmp_path / "home"),
                WANDB_SILENT="true", WANDB_DISABLE_CODE="true", WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"),
                WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"), WANDB_DATA_DIR=str(tmp_path / "wandb-data"),
-               WANDB_DIR=str(tmp_path / "wandb-dir"), OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1")
     env.update(extra)
     return env
 
@@ -201,7 +201,7 @@ def test_wandb_run_metadata_holds_redacted_argv(tiny_cfg, tmp_path, monkeypatch)
     from ddpm.train import train
     from wandb_reader import offline_runs, read_offline_run, read_records
 
-    wandb_env(monkeypatch, WANDB_DIR=str(tmp_path / "wandb-dir"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
+    wandb_env(monkeypatch, WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
     pw = "Pw/Se@cr3t"
     url = f"postgresql://ddpm:{quote(pw, safe='/')}@127.0.0.1:5432/db"
     argv = ["ddpm", "worker", "sweep.yaml", "--storage", url]
@@ -370,7 +370,7 @@ def test_sweep_probes_once_per_process_and_every_run_is_offline(tmp_path, monkey
     from wandb_reader import offline_runs, read_offline_run
 
     wandb_env(monkeypatch, WANDB_API_KEY="k" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{closed_port()}",
-              WANDB_DIR=str(tmp_path / "wandb-dir"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
+              WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))
     calls = []
     real_probe = wandb_run._probe
     monkeypatch.setattr(wandb_run, "_probe", lambda url, timeout: calls.append(url) or real_probe(url, timeout))

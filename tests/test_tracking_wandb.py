@@ -23,7 +23,8 @@ def wandb_offline(tmp_path, monkeypatch):
     """Real W&B in offline mode, every W&B folder under tmp_path, no network."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    for var, sub in (("WANDB_DIR", "wandb-dir"), ("WANDB_CONFIG_DIR", "wandb-config"),
+    monkeypatch.delenv("WANDB_DIR", raising=False)   # honoured now: runs must land in their run folders
+    for var, sub in (("WANDB_CONFIG_DIR", "wandb-config"),
                      ("WANDB_CACHE_DIR", "wandb-cache"), ("WANDB_DATA_DIR", "wandb-data"),
                      ("WANDB_ARTIFACT_DIR", "wandb-artifacts")):
         monkeypatch.setenv(var, str(tmp_path / sub))

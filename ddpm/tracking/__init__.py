@@ -16,6 +16,7 @@ from typing import Any, Optional
 from ddpm.config import ExperimentConfig
 from ddpm.redact import redact
 from ddpm.tracking.base import TRACKERS, RunSpec, Tracker, register_tracker
+from ddpm.tracking.wandb_env import wandb_dir, wandb_entity, wandb_project
 from ddpm.tracking.wandb_run import WandbTracker, configured_mode, has_credentials, resolve_mode, wandb_unreachable
 
 __all__ = ["TRACKERS", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
@@ -34,10 +35,12 @@ def tracker_callback(cfg: ExperimentConfig, job_type: str, group: Optional[str] 
                      extra_config: Optional[dict[str, Any]] = None, tags: Optional[list[str]] = None,
                      finish_on_train_end: bool = True, log_checkpoint: bool = False,
                      dir: Optional[str | Path] = None) -> Tracker:
-    """The tracker for one run: W&B config = the resolved experiment config | ``extra_config`` (redacted)."""
+    """The tracker for one run: W&B config = the resolved experiment config | ``extra_config`` (redacted).
+    ``dir``: where W&B writes (else tracking.dir, else WANDB_DIR, else the run folder)."""
     mode = resolve_mode(cfg.tracking.wandb)
-    spec = RunSpec(project=cfg.tracking.project, entity=cfg.tracking.entity, job_type=job_type,
-                   name=name or cfg.name, group=group, tags=run_tags(cfg) + list(tags or []),
+    dir = dir if dir is not None else wandb_dir(cfg.tracking.dir)
+    spec = RunSpec(project=wandb_project(cfg.tracking.project), entity=wandb_entity(cfg.tracking.entity),
+                   job_type=job_type, name=name or cfg.name, group=group, tags=run_tags(cfg) + list(tags or []),
                    config=redact(cfg.to_dict() | dict(extra_config or {})), mode=mode,
                    dir=Path(dir) if dir is not None else None, log_checkpoint=log_checkpoint)
     return TRACKERS[BACKEND_OF_MODE[mode]](spec, finish_on_train_end)

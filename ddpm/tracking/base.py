@@ -19,7 +19,7 @@ from ddpm.train import Callback, TrainState
 class RunSpec:
     """Who a tracked run is: where it goes, how the dashboard groups it, and its resolved config."""
 
-    project: str
+    project: str                         # resolved: tracking.project, else WANDB_PROJECT, else ddpm-sweeps
     entity: Optional[str]
     job_type: str                        # train / trial / eval / study
     name: str                            # trial-<n>, or the run's name
@@ -30,6 +30,7 @@ class RunSpec:
     dir: Optional[Path] = None           # where the backend writes its files; None = the run folder
     log_checkpoint: bool = False         # upload best.pt as a model artifact at the end
     step_metric: str = "epoch"           # the x axis of every chart (a study run uses "trial")
+    run_id: Optional[str] = None         # a fixed W&B run id, resumed when it exists (the study run of a rerun)
 
 
 class Tracker(Callback):
@@ -56,8 +57,9 @@ class Tracker(Callback):
     def log_summary(self, values: dict[str, Any]) -> None:
         """Add values to the run summary (best values, final state, ...)."""
 
-    def log(self, values: dict[str, Any]) -> None:
-        """One history row (include the step metric, e.g. ``epoch``, so charts line up)."""
+    def log(self, values: dict[str, Any], step: Optional[int] = None) -> None:
+        """One history row (include the step metric, e.g. ``epoch``, so charts line up); ``step`` fixes W&B's
+        own ``_step`` (a resumed run continues it)."""
 
     def finish(self, state: str = "complete", reason: Optional[str] = None) -> None:
         """Close the run with its final state (``train()`` passes complete, pruned, failed or interrupted);

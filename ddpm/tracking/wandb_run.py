@@ -14,6 +14,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import urlparse
@@ -23,6 +24,7 @@ from rich.markup import escape
 from ddpm.progress import console
 from ddpm.redact import redact, redact_argv
 from ddpm.tracking.base import RunSpec, Tracker, register_tracker
+from ddpm.tracking.wandb_env import CACHE_SUBDIR, STAGING_SUBDIR, run_files_in
 from ddpm.train import TrainState
 
 # metrics.jsonl record key -> W&B history key (the "<section>/" prefix makes a dashboard section)
@@ -202,7 +204,7 @@ class WandbTracker(Tracker):
         wb_dir = wb_dir.resolve()
         wb_dir.mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(silent=True, console="off", save_code=False)
-        with _argv_lock:
+        with _argv_lock, run_files_in(wb_dir / "wandb" / STAGING_SUBDIR, wb_dir / "wandb" / CACHE_SUBDIR):
             argv = sys.argv
             sys.argv = redact_argv(argv)
             try:
@@ -210,9 +212,16 @@ class WandbTracker(Tracker):
                     project=spec.project, entity=redact(spec.entity), group=spec.group, job_type=spec.job_type,
                     name=spec.name, tags=list(dict.fromkeys(t[:64] for t in spec.tags if t)),
                     config=redact(spec.config), dir=str(wb_dir), mode=spec.mode, reinit="create_new",
-                    settings=settings)
+                    settings=settings, id=spec.run_id, resume="allow" if spec.run_id else None)
             finally:
                 sys.argv = argv
+
+    def _files(self) -> Any:
+        """W&B stages (table images, artifact files) inside this run's own folder during the block."""
+        if self._run is None:
+            return nullcontext()
+        settings = self._run.settings
+        return run_files_in(Path(settings.sync_dir) / STAGING_SUBDIR, Path(settings.wandb_dir) / CACHE_SUBDIR)
 
     def _announce(self) -> None:
         global _offline_notice_shown
@@ -228,7 +237,8 @@ class WandbTracker(Tracker):
         head = (f"[yellow]W&B server {escape(redact(base_url()))} cannot be used ({escape(redact(why))}): "
                 f"tracking offline for this process[/]; " if why else "W&B offline: ")
         console.print(f"{head}runs under {sync_dir.parent}/offline-run-*; "
-                      f"upload with `wandb sync {sync_dir}` (one folder per run)", soft_wrap=True)
+                      f"upload with `wandb sync {sync_dir}` (one folder per run; a sweep prints one command for all "
+                      f"its runs when it ends)", soft_wrap=True)
 
     def finish(self, state: str = "complete", reason: Optional[str] = None) -> None:
         run, self._run = self._run, None
@@ -288,7 +298,8 @@ class WandbTracker(Tracker):
                 if path.is_file():
                     data[GRID_KEY] = wandb.Image(str(path), caption=f"epoch {epoch}: row r = digit r, "
                                                  f"omega={run.cfg.sample.omega}")
-            self._run.log(data)
+            with self._files():
+                self._run.log(data)
             self._last_epoch = max(self._last_epoch, epoch)
         except Exception as e:
             self._fail("log", e)
@@ -308,7 +319,8 @@ class WandbTracker(Tracker):
                     summary["state_reason"] = redact(reason)[:1000]
                 self._run.summary.update(summary)
                 if self.spec.log_checkpoint and run.best_checkpoint.is_file():
-                    self._log_checkpoint(run)
+                    with self._files():
+                        self._log_checkpoint(run)
             except Exception as e:
                 self._fail("summary", e)
         if self.finish_on_train_end:
@@ -347,7 +359,8 @@ class WandbTracker(Tracker):
                         title=f"{metric} vs guidance weight omega")
             if self._last_epoch:
                 data["epoch"] = self._last_epoch
-            self._run.log(data)
+            with self._files():
+                self._run.log(data)
         except Exception as e:
             self._fail("log_guidance", e)
 
@@ -356,12 +369,13 @@ class WandbTracker(Tracker):
         if self._run is None:
             return
         try:
-            fn(self._run)
+            with self._files():
+                fn(self._run)
         except Exception as e:
             self._fail(what, e)
 
-    def log(self, values: dict[str, Any]) -> None:
-        self._call("log", lambda run: run.log(values))
+    def log(self, values: dict[str, Any], step: Optional[int] = None) -> None:
+        self._call("log", lambda run: run.log(values, step=step))
 
     def log_summary(self, values: dict[str, Any]) -> None:
         self._call("log_summary", lambda run: run.summary.update(redact(values)))
