@@ -76,7 +76,7 @@ class WandbEarlyTerminate:
     type: Optional[str] = None
     min_iter: Optional[int] = None
     max_iter: Optional[int] = None
-    s: Optional[float] = None
+    s: Any = None                       # a number (W&B: the count of bands below max_iter)
     eta: float = 3
     strict: bool = True                 # W&B's own stopping code does not read it
 
@@ -156,7 +156,7 @@ def _pruner(et: Optional[WandbEarlyTerminate], objective: Optional[dict[str, str
         raise ConfigError(f"{where}: hyperband stops runs by the metric; add metric: {{name: fid, goal: minimize}}")
     if et.max_iter is not None or et.s is not None:
         hint = ""
-        if et.max_iter is not None and et.s is not None:  # W&B's bands: max_iter / eta^i, i = 1..s (>= 1)
+        if et.max_iter is not None and isinstance(et.s, (int, float)):  # W&B's bands: max_iter / eta^i, i = 1..s (>= 1)
             bands = sorted(int(et.max_iter / et.eta ** i) for i in range(1, int(et.s) + 1) if et.max_iter / et.eta ** i >= 1)
             hint = f"; here W&B's bands are epochs {', '.join(map(str, bands))}: write min_iter: {bands[0]}" if bands else ""
         raise no_counterpart(f"{where}.max_iter/s", [et.max_iter, et.s], "successive halving is set by its "
