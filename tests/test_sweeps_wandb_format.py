@@ -208,26 +208,26 @@ def _distributions(spec: Any) -> dict[str, Any]:
 @pytest.mark.slow
 def test_a_wandb_grid_file_runs_as_a_grid_study(tmp_path):
     """`ddpm sweep wandb.yaml` (W&B grid: values x q_uniform with one arange point): every grid point once."""
-    path = wandb_file(tmp_path, method="grid", run_cap=None, name="wbgrid", parameters={
-        "model": {"parameters": {"num_feat": {"values": [8, 12]}}},
+    path = wandb_file(tmp_path, "wbgrid.yaml", method="grid", run_cap=None, parameters={
+        "model": {"parameters": {"num_feat": {"values": [8, 16]}}},
         "train.lr": {"distribution": "q_uniform", "min": 0.001, "max": 0.002, "q": 0.001}})
     r = run_cli("sweep", str(path), cwd=tmp_path, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     spec = load_sweep(path)
-    study = optuna.load_study(study_name="wbgrid", storage=f"sqlite:///{tmp_path / 'runs' / 'wbgrid' / 'study.db'}")
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'runs' / 'tiny' / 'study.db'}")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    assert sorted(t.params["model.num_feat"] for t in trials) == [8, 12]
+    assert sorted(t.params["model.num_feat"] for t in trials) == [8, 16]
     assert all(t.params["train.lr"] == pytest.approx(0.001) for t in trials)
     assert all(t.distributions == _distributions(spec) for t in trials)
-    assert study.user_attrs["spec"]["space"]["model.num_feat"] == {"type": "categorical", "choices": [8, 12]}
+    assert study.user_attrs["spec"]["space"]["model.num_feat"] == {"type": "categorical", "choices": [8, 16]}
 
 
 @pytest.mark.slow
 def test_a_wandb_bayes_file_runs_as_a_tpe_study_with_successive_halving(tmp_path):
-    path = wandb_file(tmp_path, name="wbbayes", parameters={
+    path = wandb_file(tmp_path, "wbbayes.yaml", parameters={
         "train.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 3e-3},
-        "model.num_feat": {"values": [8, 12]}},
+        "model.num_feat": {"values": [8, 16]}},
         early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2})
     spec = load_sweep(path)
     study = run_study(spec)
