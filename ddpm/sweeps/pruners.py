@@ -1,4 +1,4 @@
-"""Optuna pruners by name (a registry): median, hyperband, none.
+"""Optuna pruners by name (a registry): median, hyperband, successive_halving, none.
 
 A pruner sees one intermediate value per epoch (the sweep's ``prune_on`` metric) and may stop a
 trial early; Optuna prunes single-objective studies only.
@@ -19,6 +19,7 @@ register_pruner: Callable[[str], Callable[[type], type]] = PRUNERS.register
 
 register_pruner("median")(optuna.pruners.MedianPruner)        # stop below the median of earlier trials at that epoch
 register_pruner("hyperband")(optuna.pruners.HyperbandPruner)  # Li et al. 2018 (Hyperband)
+register_pruner("successive_halving")(optuna.pruners.SuccessiveHalvingPruner)  # Li et al. 2020 (ASHA); W&B's "hyperband"
 register_pruner("none")(optuna.pruners.NopPruner)
 
 

@@ -41,6 +41,7 @@ from ddpm.sweeps.samplers import OPTUNA_SAMPLERS, check_sampler_kwargs
 from ddpm.sweeps.space import SearchKey, check_end_points, parse_search_key
 from ddpm.sweeps.space import suggest_params  # noqa: F401  (re-exported: the objective suggests through the spec)
 from ddpm.sweeps.storage import Heartbeat
+from ddpm.sweeps.wandb_format import is_wandb_sweep, load_wandb_sweep
 
 DIRECTIONS = ("minimize", "maximize")
 BASE_ATTR = "base_config"   # study user attribute: the resolved base experiment every trial starts from
@@ -226,9 +227,17 @@ def _with_overrides(base_data: dict[str, Any], dotted: dict[str, Any], source: s
 
 def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:
     """Read and check a sweep file, typed like an experiment config (``SweepFile``); every error is one line
-    naming the file, the key and the value. ``storage`` (the --storage flag) overrides the file's."""
+    naming the file, the key and the value. ``storage`` (the --storage flag) overrides the file's. A W&B sweep
+    configuration (top-level ``method``/``parameters``, no ``space``) is mapped by ``ddpm.sweeps.wandb_format``."""
     path = Path(path)
     raw = read_yaml(path)
+    if is_wandb_sweep(raw):
+        return load_wandb_sweep(raw, path, storage)
+    return sweep_from_dict(raw, path, storage)
+
+
+def sweep_from_dict(raw: dict[str, Any], path: Path, storage: Optional[str] = None) -> SweepSpec:
+    """A sweep file's mapping (read from ``path``: errors name it, ``base`` is relative to it) resolved."""
     src = str(path)
     f: SweepFile = _typed(SweepFile, raw, "", src)
     if not isinstance(f.study, str) or not f.study or "/" in f.study or f.study in (".", ".."):
