@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import optuna
@@ -144,7 +145,7 @@ def start_dashboard(study: str, out_dir: Path, cwd: Path) -> tuple[subprocess.Po
 def test_optuna_dashboard_lists_the_study_and_a_trials_artifacts(tmp_path, monkeypatch):
     """A tiny sweep with a guidance grid; `ddpm dashboard` serves it: /api/studies lists the study, its detail names
     the objective (study.set_metric_names) and each completed trial's grids and best.pt, downloadable from the
-    dashboard with the run folder's bytes."""
+    dashboard with the run folder's bytes; in a browser the trial's page shows the grids."""
     from ddpm.sweeps import load_sweep, run_study
 
     monkeypatch.chdir(tmp_path)
@@ -153,7 +154,9 @@ def test_optuna_dashboard_lists_the_study_and_a_trials_artifacts(tmp_path, monke
                                  objectives=[{"metric": "fid", "direction": "minimize"}], n_trials=1))
     study = run_study(spec)
     if study.metric_names is None:  # the sweep names its metrics once issue 14's links land; until then, here
-        study.set_metric_names(["fid"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["fid"])
     proc, base = start_dashboard("dash", tmp_path / "runs", tmp_path)
     try:
         summaries = json.loads(_get(f"{base}/api/studies"))["study_summaries"]
@@ -170,6 +173,22 @@ def test_optuna_dashboard_lists_the_study_and_a_trials_artifacts(tmp_path, monke
             body = _get(f"{base}/artifacts/{sid}/{trial['trial_id']}/{listed[name]['artifact_id']}")
             assert body == (run_dir / rel).read_bytes(), name
         assert (tmp_path / "runs" / "dash" / "artifacts").is_dir()   # the default store, beside the study
+        _browser_shows_the_grids(f"{base}/dashboard/studies/{sid}/trials?numbers=0", tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _browser_shows_the_grids(url: str, tmp_path: Path) -> None:
+    """optuna-dashboard in headless Chromium: the trial's page renders its artifacts, and both grids load as
+    images served by the dashboard from the artifact store."""
+    from helpers import require_chromium, screenshot_app
+
+    require_chromium()
+    (tmp_path / "profile").mkdir()
+    page = screenshot_app(url, tmp_path / "dashboard.png", tmp_path / "profile",
+                          wait_js="document.body.innerText.includes('omega2.png')")
+    assert page["ready"], page["text"][:2000]
+    assert "Artifacts" in page["text"] and "best.pt" in page["text"]
+    grids = [i for i in page["images"] if "/artifacts/" in i["src"]]
+    assert len(grids) == 2 and all(i["w"] >= 280 and i["h"] >= 56 for i in grids), page["images"]  # decoded: 20 digits, 10 a row
