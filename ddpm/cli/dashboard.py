@@ -8,7 +8,7 @@ from ddpm.cli import Command, number, register_command
 
 @register_command("dashboard")
 class Dashboard(Command):
-    """Start optuna-dashboard on a study's storage and artifact store (its trials' grids and best.pt), e.g.
+    """Start optuna-dashboard on a study's storage and artifact store (its trials' grids and best.pt).
     ddpm dashboard quickstart
     ddpm dashboard schedules --storage postgresql://user:pw@db-host/optuna --port 8081
 Serves on 127.0.0.1 (--host 0.0.0.0 to reach it from other machines); Ctrl-C stops.
