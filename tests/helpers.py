@@ -342,3 +342,48 @@ def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> dict[str, A
         return {"images": images, "errors": errors, "requests": requests}
     finally:
         dt.close()
+
+
+def screenshot_app(url: str, screenshot: Path, profile: Path, wait_js: str, width: int = 1440, height: int = 1000,
+                   timeout_s: float = 60.0) -> dict[str, Any]:
+    """Load a web app at ``url`` (optuna-dashboard), wait until the JavaScript expression ``wait_js`` is true (the
+    app renders after its API calls), save a ``width`` x ``height`` PNG screenshot; returns ``{"ready": bool,
+    "text": the page's visible text, "images": [{src, w, h}]}``."""
+    import base64
+
+    dt = DevTools(profile, timeout=timeout_s + 30)
+    try:
+        target = dt.send("Target.createTarget", url="about:blank")["targetId"]
+        s = dt.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime"):
+            dt.send(f"{domain}.enable", s)
+        dt.send("Emulation.setDeviceMetricsOverride", s, width=width, height=height, deviceScaleFactor=1, mobile=False)
+        dt.send("Page.navigate", s, url=url)
+        dt.wait_for("Page.loadEventFired")
+        wait = f"""
+            new Promise(done => {{
+              const t0 = Date.now();
+              const poll = () => {{
+                let ok = false;
+                try {{ ok = Boolean({wait_js}); }} catch (e) {{}}
+                if (ok) setTimeout(() => done(true), 1500);   // let charts and images finish drawing
+                else if (Date.now() - t0 > {int(timeout_s * 1000)}) done(false);
+                else setTimeout(poll, 250);
+              }};
+              poll();
+            }})"""
+        for _ in range(5):  # an app that rewrites its URL on start navigates under the first evaluation
+            try:
+                ready = dt.send("Runtime.evaluate", s, returnByValue=True, awaitPromise=True, expression=wait)
+                break
+            except RuntimeError as e:
+                if "navigated" not in str(e):
+                    raise
+        ready = ready["result"]["value"]
+        page = dt.send("Runtime.evaluate", s, returnByValue=True, expression="""({text: document.body.innerText,
+            images: Array.from(document.images).map(i => ({src: i.src, w: i.naturalWidth, h: i.naturalHeight}))})""")
+        shot = dt.send("Page.captureScreenshot", s, format="png")["data"]
+        screenshot.write_bytes(base64.b64decode(shot))
+        return {"ready": ready, **page["result"]["value"]}
+    finally:
+        dt.close()

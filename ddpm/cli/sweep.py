@@ -15,6 +15,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-trials", type=number(1, integer=True), help="override the sweep's n_trials (the study's total)")
     p.add_argument("--timeout", type=number(0, low_open=True), help="stop starting trials after this many seconds")
     p.add_argument("--no-wandb", action="store_true", help="same as tracking.wandb=disabled for every trial")
+    p.add_argument("--artifacts", metavar="PATH", help="Optuna artifact store for the trials' grids and best.pt "
+                   "(default: the sweep's artifacts key, else runs/<study>/artifacts)")
 
 
 def _load(args: argparse.Namespace, storage: Optional[str] = None):
@@ -23,6 +25,10 @@ def _load(args: argparse.Namespace, storage: Optional[str] = None):
     spec = load_sweep(args.sweep, storage=storage if storage is not None else args.storage)
     if args.no_wandb:
         spec.overrides["tracking.wandb"] = "disabled"
+    if args.artifacts is not None:
+        from ddpm.sweeps.spec import check_artifact_location
+
+        spec.artifacts = check_artifact_location(args.artifacts, "--artifacts")
     if args.n_trials is not None and args.n_trials < 1:
         raise ConfigError(f"--n-trials {args.n_trials}: must be >= 1")
     return spec
@@ -61,7 +67,7 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
             import torch
 
             torch.set_num_threads(args.threads)
-        extra = ("--no-wandb",) if args.no_wandb else ()
+        extra = (("--no-wandb",) if args.no_wandb else ()) + (("--artifacts", args.artifacts) if args.artifacts else ())
         start = time.time()
         try:
             with reading(url):

@@ -158,6 +158,14 @@ def trial_table(study: optuna.Study, title: Optional[str] = None) -> TrialTable:
 def stored_trial_table(study_name: str, storage: Optional[str], out_dir: str | Path) -> TrialTable:
     """The trial table of an existing study (``ddpm trials``), opened read-only: its default storage
     ``<out_dir>/<study>/study.db`` unless ``storage`` is given. A missing storage or study is a ConfigError."""
+    url, study = load_stored_study(study_name, storage, out_dir)
+    with reading(url):
+        return trial_table(study)
+
+
+def load_stored_study(study_name: str, storage: Optional[str], out_dir: str | Path) -> tuple[str, optuna.Study]:
+    """(storage URL, study) of an existing study, opened read-only: its default storage
+    ``<out_dir>/<study>/study.db`` unless ``storage`` is given. A missing storage or study is a ConfigError."""
     url = storage or default_storage_url(str(out_dir), study_name)
     if not storage and not Path(url.split(":///", 1)[1]).is_file():
         raise ConfigError(f"no study {study_name!r} under {out_dir}/ (no {url.split(':///', 1)[1]}); "
@@ -168,7 +176,7 @@ def stored_trial_table(study_name: str, storage: Optional[str], out_dir: str | P
         if study_name not in names:
             raise ConfigError(f"study {study_name!r} is not in {redact_url(url)}; studies there: "
                               f"{', '.join(names) or 'none'}")
-        return trial_table(optuna.load_study(study_name=study_name, storage=store))
+        return url, optuna.load_study(study_name=study_name, storage=store)
 
 
 def no_trial_completed(study: optuna.Study, storage: Optional[str] = None) -> Optional[str]:

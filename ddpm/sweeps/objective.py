@@ -124,6 +124,7 @@ class SweepObjective:
 
             run = train(cfg, run_dir=run_dir, resume=True, callbacks=callbacks, quiet=True)
             values, summary = self._score(trial, cfg, run, tracker)
+            self._upload(trial, run.run_dir)
             if tracker is not None:
                 tracker.log_summary(summary)  # type: ignore[attr-defined]
             state = "complete"
@@ -175,6 +176,18 @@ class SweepObjective:
             TrialRecord.write(trial, baseline=True)
             trial.study.set_user_attr("baseline_trial", trial.number)
         return run_dir
+
+    def _upload(self, trial: optuna.Trial, run_dir: Path) -> None:
+        """The trial's grids and best checkpoint into the study's Optuna artifact store (optuna-dashboard shows
+        them); a store that fails is a warning: it never changes the trial's result."""
+        from ddpm.sweeps.artifacts import study_artifact_location, upload_trial_files
+
+        location = study_artifact_location(trial.study, self.spec.out_dir)
+        try:
+            upload_trial_files(trial, run_dir, location)
+        except Exception as err:
+            console.print(f"[yellow]warning: trial {trial.number}: could not store its files in the artifact "
+                          f"store {location}: {err}[/]", soft_wrap=True, highlight=False)
 
     def _score(self, trial: optuna.Trial, cfg: Any, run: TrainState, tracker: Optional[Callback]
                ) -> tuple[list[float], dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 ``TrialRecord`` names every trial user attribute the sweep writes (``ddpm.sweeps.objective``), the
 enqueue steps set (``baseline``, ``grid_id``) and Optuna's own retry bookkeeping (system attribute
-``retry_history``; ``fail_reason`` of a trial that raised outside the objective). The stored keys are
+``retry_history``; ``fail_reason`` of a trial that raised outside the objective; ``artifacts:<id>``, the
+files uploaded to the study's artifact store). The stored keys are
 the field names, as earlier versions wrote them, so studies already on disk read as before; a trial
 written before a key existed reads that field's default.
 
@@ -49,6 +50,7 @@ class TrialRecord:
     # Optuna's system attributes (read only)
     retry_history: list[int] = field(default_factory=list)   # the failed trials this one retries, oldest first
     optuna_fail_reason: Optional[str] = None
+    artifacts: dict[str, str] = field(default_factory=dict)  # file name -> id in the study's artifact store
 
     @classmethod
     def from_attrs(cls, user_attrs: dict[str, Any], system_attrs: Optional[dict[str, Any]] = None) -> "TrialRecord":
@@ -75,6 +77,7 @@ class TrialRecord:
             grid_id=_int(a.get("grid_id")),
             retry_history=[int(n) for n in history if _int(n) is not None] if isinstance(history, list) else [],
             optuna_fail_reason=_str(system_attrs.get("fail_reason")),
+            artifacts=_artifacts(system_attrs),
         )
 
     @classmethod
@@ -131,7 +134,7 @@ class TrialRecord:
         return None
 
 
-SYSTEM_FIELDS = ("retry_history", "optuna_fail_reason")
+SYSTEM_FIELDS = ("retry_history", "optuna_fail_reason", "artifacts")
 USER_FIELDS = tuple(f.name for f in fields(TrialRecord) if f.name not in SYSTEM_FIELDS)
 
 
@@ -147,6 +150,22 @@ def retried_as(trials: Iterable[Any]) -> dict[int, int]:
         before = TrialRecord.from_trial(t).retried_trial
         if before is not None:
             out[before] = t.number
+    return out
+
+
+def _artifacts(system_attrs: dict[str, Any]) -> dict[str, str]:
+    """Optuna's artifact records (``artifacts:<id>`` -> JSON meta, written by ``optuna.artifacts.upload_artifact``)."""
+    import json
+
+    out: dict[str, str] = {}
+    for key, value in system_attrs.items():
+        if not key.startswith("artifacts:"):
+            continue
+        try:
+            meta = json.loads(value) if isinstance(value, str) else value
+            out[str(meta["filename"])] = str(meta["artifact_id"])
+        except (ValueError, KeyError, TypeError):
+            continue
     return out
 
 

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from ddpm.errors import ConfigError
 from ddpm.progress import console
 from ddpm.redact import redact, secrets_of
+from ddpm.sweeps.artifacts import record_artifact_location
 from ddpm.sweeps.grid import enqueue_grid
 from ddpm.sweeps.locks import StudyLock, study_lock
 from ddpm.sweeps.objective import SweepObjective
@@ -99,6 +100,7 @@ def _open_sweep_study(spec: SweepSpec, url: str, create: bool, worker: Optional[
     study = optuna.create_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner,
                                 directions=spec.directions, load_if_exists=True)
     note = spec.pin_base(study)  # trials start from the base config stored with the study
+    record_artifact_location(study, spec.artifacts, spec.out_dir)  # one artifact store per study (grids, best.pt)
     if note and STORAGE_ENV not in os.environ:  # workers started by `ddpm sweep --workers N` leave it to the parent
         console.print(f"note: {note}", soft_wrap=True, markup=False)
     if spec.sampler == "grid":

@@ -110,6 +110,7 @@ class SweepFile:
     enqueue_baseline: bool = False
     enqueue: Any = None                 # [{searched key: value}]: trials to run first
     storage: Optional[str] = None
+    artifacts: Optional[str] = None     # Optuna artifact store (grids, best.pt); None: <out_dir>/<study>/artifacts
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     out_dir: str = "runs"
     report: bool = False
@@ -151,6 +152,7 @@ class SweepSpec:
     confirm: Optional[ConfirmSpec]
     description: str
     raw: dict[str, Any]
+    artifacts: Optional[str] = None     # the artifact store asked for (ddpm.sweeps.artifacts); None: the study's
 
     @property
     def directions(self) -> list[str]:
@@ -275,7 +277,8 @@ def sweep_from_dict(raw: dict[str, Any], path: Path, storage: Optional[str] = No
         n_trials=f.n_trials, timeout=f.timeout, enqueue_baseline=f.enqueue_baseline,
         enqueue=_enqueue(f.enqueue, space, sampler, src), storage=storage if storage is not None else f.storage,
         heartbeat=_check_heartbeat(f.heartbeat, src), out_dir=f.out_dir, report=f.report,
-        confirm=parse_confirm(f.confirm, src), description=str(f.description or ""), raw=copy.deepcopy(raw))
+        confirm=parse_confirm(f.confirm, src), description=str(f.description or ""), raw=copy.deepcopy(raw),
+        artifacts=check_artifact_location(f.artifacts, src))
     _check_budget(spec, src)
     _check_baseline(spec, src)
     if not spec.out_dir:
@@ -413,6 +416,15 @@ def _enqueue(value: Any, space: dict[str, SearchKey], sampler: str, src: str) ->
                 raise ConfigError(f"{src}: enqueue[{i}].{k}: not searched here ({space[k].describe_when()}, but "
                                   f"this entry has {', '.join(f'{c} = {x!r}' for c, x in given.items())}); drop it")
     return [dict(e) for e in enq]
+
+
+def check_artifact_location(location: Optional[str], src: str) -> Optional[str]:
+    from ddpm.sweeps.artifacts import ARTIFACT_STORES, artifact_scheme
+
+    if location is not None and (not location or artifact_scheme(location) not in ARTIFACT_STORES):
+        raise ConfigError(f"{src}: artifacts = {location!r}: must be a folder path "
+                          f"({', '.join(f'{s}://' for s in sorted(ARTIFACT_STORES))} or a plain path)")
+    return location
 
 
 def _check_heartbeat(h: Heartbeat, src: str) -> Heartbeat:
