@@ -44,9 +44,17 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         p.add_argument("--no-report", action="store_true", help="skip the report even if the sweep asks for one")
         p.add_argument("--no-confirm", action="store_true", help="skip the sweep's confirm: stage (re-scoring on the test split)")
         p.add_argument("--threads", type=number(1, integer=True), help="torch CPU threads per worker (default: cores / workers)")
+        p.add_argument("--dry-run", action="store_true", help="check the file; print the base config, the space, "
+                       "the budget and the first trials' configs; create, train and write nothing")
 
     def take_action(self, args: argparse.Namespace) -> int:
         import time
+
+        if args.dry_run:
+            from ddpm.sweeps.dry_run import dry_run_lines
+
+            print("\n".join(dry_run_lines(_load(args), args.n_trials, args.timeout)))
+            return 0
 
         from ddpm.progress import console
         from ddpm.sweeps.finish import finish_study
