@@ -32,6 +32,7 @@ def _load(args: argparse.Namespace, storage: Optional[str] = None):
 class Sweep(Command):
     """Start or resume an Optuna study from a sweep YAML, e.g.
     ddpm sweep sweeps/quickstart.yaml
+    ddpm sweep sweeps/schedules.yaml --dry-run      # check it, show the first trials, run nothing
     ddpm sweep sweeps/schedules.yaml --workers 2
     ddpm sweep sweeps/schedules.yaml --storage postgresql://user:pw@db-host/optuna
 Each trial trains with the same train() as `ddpm train` into runs/<study>/trial-<n>/, then scores its
@@ -64,6 +65,10 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: must be >= 1")
         spec = _load(args)
+        if spec.report and not args.no_report:  # fail now, not after the trials
+            from ddpm.cli.report import require_report_libraries
+
+            require_report_libraries()
         url = storage_url(spec)
         if args.threads and args.workers == 1:
             import torch
