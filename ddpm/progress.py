@@ -12,8 +12,9 @@ import time
 from typing import Any, Iterable, Iterator, Optional, TypeVar
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
 T = TypeVar("T")
 DEFAULT_INTERVAL = 30.0
@@ -145,6 +146,17 @@ def progress_steps(items: Iterable[T], description: str, enabled: bool = True,
             p.advance(task)
 
 
+class _StatusColumn(ProgressColumn):
+    """The study's status text, computed at each refresh (elapsed and ETA tick while a trial runs)."""
+
+    def __init__(self, study: "StudyProgress") -> None:
+        super().__init__()
+        self.study = study
+
+    def render(self, task: Any) -> Text:
+        return Text(self.study.status())
+
+
 class StudyProgress:
     """A sweep's study-level progress: trial k of N, elapsed, ETA from the durations of the trials that
     finished in this session. On a terminal a rich bar drawn above the per-trial bars (rich nests live
@@ -159,10 +171,10 @@ class StudyProgress:
 
     def __enter__(self) -> "StudyProgress":
         if progress_enabled():
-            self.bar = Progress(TextColumn("[bold]study {task.description}"), BarColumn(),
-                                TextColumn("{task.fields[info]}"), console=console, transient=True)
+            self.bar = Progress(TextColumn("[bold]study {task.description}"), BarColumn(), _StatusColumn(self),
+                                console=console, transient=True)
             self.bar.start()
-            self.task = self.bar.add_task(self.study, total=self.total, completed=self.done, info=self.status())
+            self.task = self.bar.add_task(self.study, total=self.total, completed=self.done)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -198,6 +210,6 @@ class StudyProgress:
 
     def _show(self, head: str) -> None:
         if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, completed=self.done, info=self.status())
+            self.bar.update(self.task, completed=self.done)
         elif plain_progress_enabled():
             console.print(f"study {self.study}: {self.status(head)}", markup=False)

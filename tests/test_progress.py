@@ -28,11 +28,11 @@ def test_study_bar_shows_k_of_n_and_an_eta_from_finished_trials(monkeypatch):
         sp.trial_finished(seconds=60.0)
         task = sp.bar.tasks[0]
         assert task.completed == 2 and task.total == 3
-        assert "trial 3/3" in task.fields["info"] and "2/3 finished" in task.fields["info"]
+        assert "trial 3/3" in sp.status() and "2/3 finished" in sp.status()
         assert 0 < sp.eta() <= 60.0  # one trial left at the mean duration (60 s), less the time it has run
         shown = io.StringIO()
         Console(file=shown, width=120).print(sp.bar)
-        assert "study tiny" in shown.getvalue() and "trial 3/3" in shown.getvalue()
+        assert "study tiny" in shown.getvalue() and "trial 3/3  2/3 finished  elapsed 0:00:00  eta" in shown.getvalue()
 
 
 def test_study_without_a_trial_limit_counts_trials(monkeypatch):
