@@ -88,3 +88,14 @@ def test_tiny_train_and_bench_without_optuna_wandb(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [row["width"] for row in rows] == [8]
     assert rows[0]["fast"]["train"]["images_per_s"] > 0
+
+
+def test_report_without_matplotlib_is_a_one_line_hint(tmp_path):
+    """matplotlib is a dependency; an environment that lacks it gets a hint, not ModuleNotFoundError."""
+    from helpers import assert_one_line_error, sweep_file
+
+    env = blocking_env(tmp_path, ("matplotlib",))
+    for args in (("report", "tiny"), ("sweep", str(sweep_file(tmp_path, report=True)))):
+        r = run(env, "-m", "ddpm", *args, cwd=tmp_path)
+        assert_one_line_error(r, "matplotlib is not installed", "pip install matplotlib")
+    assert not (tmp_path / "runs").exists()  # the sweep stopped before creating its study

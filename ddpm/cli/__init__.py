@@ -140,17 +140,44 @@ def parse_ints(text: str, flag: str) -> list[int]:
     return values
 
 
+def command_summary(doc: str) -> str:
+    """The first sentence of a command's docstring, for ``ddpm --help``: its lines up to the first that ends
+    with a full stop or a colon, without a trailing "e.g." (examples follow it), ending with a full stop."""
+    lines: list[str] = []
+    for line in doc.strip().splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+        if line.rstrip().endswith((".", ":")):
+            break
+    text = re.sub(r"[,;:]?\s*(e\.g\.|for example)?[,:]?$", "", " ".join(lines)).rstrip(" .,;:")
+    return f"{text}." if text else ""
+
+
+def package_version() -> str:
+    """The installed distribution's version (``ddpm-sweeps``), else ``ddpm.__version__`` (a source tree)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("ddpm-sweeps")
+    except metadata.PackageNotFoundError:
+        from ddpm import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_commands()
     parser = _Parser(prog="ddpm", description="Class-conditional DDPM training, sampling, "
                                      "evaluation and Optuna sweeps tracked in W&B.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     parser.commands = {}  # type: ignore[attr-defined]
     for name in sorted(COMMANDS):
         cls = COMMANDS[name]
         doc = (cls.__doc__ or "").strip()
-        p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc,
+        p = sub.add_parser(name, help=command_summary(doc) or None, description=doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p._negative_number_matcher = _NEGATIVE_LIST  # type: ignore[attr-defined]
         parser.commands[name] = p  # type: ignore[attr-defined]

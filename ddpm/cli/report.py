@@ -4,6 +4,17 @@ from __future__ import annotations
 import argparse
 
 from ddpm.cli import Command, register_command
+from ddpm.errors import DDPMError
+
+
+def require_report_libraries() -> None:
+    """A one-line error, before any work, when the report's charting library is missing (an install made
+    before matplotlib became a dependency)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise DDPMError("matplotlib is not installed (the report draws its charts with it); install it with "
+                        "`pip install matplotlib` or rerun scripts/setup.sh") from None
 
 
 @register_command("report")
@@ -20,6 +31,7 @@ class Report(Command):
         p.add_argument("--out", default=None, help="output folder (default: reports/STUDY)")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        require_report_libraries()
         from ddpm.report import write_report
 
         print(write_report(args.study, storage=args.storage, out_dir=args.out))

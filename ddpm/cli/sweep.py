@@ -38,6 +38,7 @@ def _load(args: argparse.Namespace, storage: Optional[str] = None):
 class Sweep(Command):
     """Start or resume an Optuna study from a sweep YAML, e.g.
     ddpm sweep sweeps/quickstart.yaml
+    ddpm sweep sweeps/schedules.yaml --dry-run      # check it, show the first trials, run nothing
     ddpm sweep sweeps/schedules.yaml --workers 2
     ddpm sweep sweeps/schedules.yaml --storage postgresql://user:pw@db-host/optuna
 Each trial trains with the same train() as `ddpm train` into runs/<study>/trial-<n>/, then scores its
@@ -50,9 +51,17 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         p.add_argument("--no-report", action="store_true", help="skip the report even if the sweep asks for one")
         p.add_argument("--no-confirm", action="store_true", help="skip the sweep's confirm: stage (re-scoring on the test split)")
         p.add_argument("--threads", type=number(1, integer=True), help="torch CPU threads per worker (default: cores / workers)")
+        p.add_argument("--dry-run", action="store_true", help="check the file; print the base config, the space, "
+                       "the budget and the first trials' configs; create, train and write nothing")
 
     def take_action(self, args: argparse.Namespace) -> int:
         import time
+
+        if args.dry_run:
+            from ddpm.sweeps.dry_run import dry_run_lines
+
+            print("\n".join(dry_run_lines(_load(args), args.n_trials, args.timeout)))
+            return 0
 
         from ddpm.progress import console
         from ddpm.sweeps.finish import finish_study
@@ -62,6 +71,10 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: must be >= 1")
         spec = _load(args)
+        if spec.report and not args.no_report:  # fail now, not after the trials
+            from ddpm.cli.report import require_report_libraries
+
+            require_report_libraries()
         url = storage_url(spec)
         if args.threads and args.workers == 1:
             import torch

@@ -31,13 +31,37 @@ def finish_study(study: optuna.Study, spec: SweepSpec, url: str, confirm: bool =
 
         with reading(url):
             run_confirmation(study, spec, log=lambda line: console.print(line, markup=False, soft_wrap=True))
+    path = None
     if spec.report and report:
-        from ddpm.report import default_report_dir, write_report
+        from ddpm.report import write_report
 
-        out = default_report_dir(spec.study)
-        path = write_report(spec.study, url, out)
-        console.print(f"report: {path or out}", soft_wrap=True)
+        path = write_report(spec.study, url, _report_dir(spec))
+    print_next_steps(spec, url, path)
     return None
+
+
+def _report_dir(spec: SweepSpec) -> Any:
+    from ddpm.report import default_report_dir
+
+    return default_report_dir(spec.study)
+
+
+def print_next_steps(spec: SweepSpec, url: str, report: Optional[Any]) -> None:
+    """The end of ``ddpm sweep``: the report's path, best_config.yaml's, and the command that retrains the best
+    config (or, with no report written, the command that writes them)."""
+    from shlex import quote
+
+    from ddpm.sweeps.storage import default_storage_url, redact_url
+
+    best = _report_dir(spec) / "best_config.yaml"
+    if report is None or not best.is_file():  # `ddpm report` reads runs/<study>/study.db unless told otherwise
+        flag = f" --storage {quote(redact_url(url))}" if url != default_storage_url("runs", spec.study) else ""
+        console.print(f"report: not written; write it (and {best}) with: ddpm report {quote(spec.study)}{flag}",
+                      markup=False)
+        return
+    console.print(f"report: {report}", markup=False)
+    console.print(f"best config: {best}", markup=False)
+    console.print(f"rerun the best config: ddpm train {quote(str(best))}", markup=False)
 
 
 def log_study_run(study: optuna.Study, spec: Any) -> None:

@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ddpm.errors import ConfigError
-from ddpm.progress import console
+from ddpm.progress import StudyProgress, console
 from ddpm.redact import redact, secrets_of
 from ddpm.sweeps.artifacts import record_artifact_location
 from ddpm.sweeps.grid import enqueue_grid
@@ -194,8 +194,10 @@ def _short(v: Any) -> str:
 
 
 def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[int] = None,
-               timeout: Optional[float] = None, verbose: bool = True, worker: Optional[int] = 0) -> int:
-    """Run trials of the study until its budget is used up (or ``timeout`` s pass); returns trials run here."""
+               timeout: Optional[float] = None, verbose: bool = True, worker: Optional[int] = 0,
+               progress: Optional[StudyProgress] = None) -> int:
+    """Run trials of the study until its budget is used up (or ``timeout`` s pass); returns trials run here.
+    ``progress`` (the study bar of ``ddpm sweep``) hears of each trial's start and end."""
     url = url or storage_url(spec)
     n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
@@ -211,7 +213,11 @@ def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[in
             lock.acquire()  # held from the budget check until the trial is claimed (see _claimed)
             b = Budget.of(study)
             if b.can_start(n_trials, spec.sampler == "grid"):
-                study.optimize(_claimed(objective, lock), n_trials=1, catch=(Exception,), callbacks=[_report_trial])
+                callbacks = [_report_trial]
+                if progress is not None:
+                    progress.trial_started()
+                    callbacks.append(lambda _, t: progress.trial_finished(t.duration and t.duration.total_seconds()))
+                study.optimize(_claimed(objective, lock), n_trials=1, catch=(Exception,), callbacks=callbacks)
                 lock.release()  # if the trial never reached the objective
                 ran += 1
                 continue
@@ -254,7 +260,8 @@ def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_tr
                   f"{n_trials or spec.n_trials or '-'} trial(s)" + (f", {timeout or spec.timeout:.0f}s" if (timeout or spec.timeout) else "")
                   + (f"; resuming interrupted trial(s) {again}" if again else ""), soft_wrap=True)
     if workers <= 1:
-        run_worker(spec, url, n_trials, timeout)
+        with StudyProgress(spec.study, *_study_total(spec, b, n_trials)) as progress:
+            run_worker(spec, url, n_trials, timeout, progress=progress)
     else:
         _run_subprocess_workers(spec, url, workers, n_trials, timeout, extra_worker_args, threads)
     if spec.sampler == "grid":
@@ -264,6 +271,14 @@ def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_tr
                           + (f", {timeout or spec.timeout:.0f}s" if (timeout or spec.timeout) else "")
                           + "); rerun with a larger --n-trials to run them", soft_wrap=True)
     return study
+
+
+def _study_total(spec: SweepSpec, b: Budget, n_trials: Optional[int]) -> tuple[Optional[int], int]:
+    """(trials the study will hold when this run ends, None for a timeout-only budget; trials finished so far)."""
+    n = n_trials or spec.n_trials
+    if spec.sampler == "grid":  # n_trials counts started trials; the grid ends when no point waits
+        return min(n or b.live, b.live), b.started - b.running
+    return n, b.live - b.waiting - b.running
 
 
 def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: Optional[int],
