@@ -68,7 +68,8 @@ def block_md(b: Block) -> str:
     if isinstance(b, Figure):
         return f"{_image(b)}\n\n*{inline_md(b.caption)}*"
     if isinstance(b, Gallery):  # a table: the image, then its caption, one figure a row
-        lines = ["| samples | |", "|---|---|"] + [f"| {_image(f)} | {_cell(f.caption)} |" for f in b.figures]
+        lines = ["| samples | |", "|---|---|"] + [f"| {_image(f, f.caption.split(':')[0])} | {_cell(f.caption)} |"
+                                                  for f in b.figures]
         return "\n".join(lines + ([f"\n*{inline_md(b.caption)}*"] if b.caption else []))
     if isinstance(b, Table):
         cols = [_cell(c) for c in b.columns]
@@ -80,8 +81,8 @@ def block_md(b: Block) -> str:
     raise TypeError(f"unknown block {type(b).__name__}")  # pragma: no cover - programming error
 
 
-def _image(f: Figure) -> str:
-    return f"![{escape_md(f.caption)}]({IMG_DIR}/{_file_stem(f.name)}.png)"
+def _image(f: Figure, alt: str = "") -> str:
+    return f"![{escape_md(alt or f.caption)}]({IMG_DIR}/{_file_stem(f.name)}.png)"
 
 
 def _file_stem(name: str) -> str:
