@@ -1,11 +1,19 @@
-"""Sample grids: a 10x10 PNG where row r holds digit r (the seed solver's per-epoch picture)."""
+"""Sample grids: a 10x10 PNG where row r holds digit r (the seed solver's per-epoch picture).
+
+Tiling is torchvision's ``make_grid`` (2 px white padding); the PNG keeps one channel for grey images
+(``make_grid`` repeats a single channel three times, and ``save_image`` would write that RGB copy, twice the bytes).
+"""
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
 import torch
+
 from ddpm.io import atomic_write_bytes
+
+PADDING = 2          # pixels between tiles and around the grid
+PAD_VALUE = 1.0      # white
 
 
 def grid_labels(num_classes: int = 10, per_class: int = 10) -> torch.Tensor:
@@ -17,25 +25,21 @@ def cycle_labels(n: int, num_classes: int = 10) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
-def make_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
-    """(N,C,H,W) -> (C, rows*(H+p)+p, nrow*(W+p)+p), like torchvision's make_grid (without importing it)."""
-    n, c, h, w = images.shape
-    rows = (n + nrow - 1) // nrow
-    grid = torch.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value)
-    for i in range(n):
-        r, k = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + k * (w + padding)
-        grid[:, y:y + h, x:x + w] = images[i]
-    return grid
+def tile(images: torch.Tensor, nrow: int = 10) -> torch.Tensor:
+    """(N,C,H,W) in [0, 1] -> (C, rows*(H+p)+p, cols*(W+p)+p): image i at row i // nrow, column i % nrow."""
+    from torchvision.utils import make_grid  # imported here: torchvision costs a second at `ddpm` start-up
+
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=PADDING, pad_value=PAD_VALUE)
+    return grid[:images.shape[1]]
 
 
 def grid_png(images: torch.Tensor, nrow: int = 10) -> bytes:
-    """Images in [0, 1] of shape (N,C,H,W) -> PNG bytes."""
+    """Images in [0, 1] of shape (N,C,H,W) -> PNG bytes (mode L for one channel, else RGB)."""
     from PIL import Image
 
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow)
-    arr = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+    grid = tile(images, nrow)
+    arr = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)  # save_image's rounding
+    img = Image.fromarray(arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy())
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -302,8 +302,9 @@ class DevTools:
         os.close(self._r)
 
 
-def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> dict[str, Any]:
-    """Load ``page``; return its images' (naturalWidth, complete), console errors and requests; save a screenshot."""
+def open_in_chromium(page: Path, screenshot: Path, profile: Path, evaluate: str = "null") -> dict[str, Any]:
+    """Load ``page``; return its images' (naturalWidth, complete), console errors, requests and the value of the
+    JavaScript expression ``evaluate`` (e.g. an element's layout); save a screenshot."""
     import base64
 
     dt = DevTools(profile)
@@ -321,6 +322,7 @@ def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> dict[str, A
               .then(() => Array.from(document.images).map(i => ({w: i.naturalWidth, h: i.naturalHeight,
                                                                complete: i.complete, alt: i.alt.slice(0, 60)})))
         """)["result"]["value"]
+        evaluated = dt.send("Runtime.evaluate", s, returnByValue=True, expression=evaluate)["result"].get("value")
         height = dt.send("Runtime.evaluate", s, returnByValue=True,
                          expression="document.documentElement.scrollHeight")["result"]["value"]
         dt.send("Emulation.setDeviceMetricsOverride", s, width=1280, height=min(int(height), 16000),
@@ -339,7 +341,7 @@ def open_in_chromium(page: Path, screenshot: Path, profile: Path) -> dict[str, A
             elif m == "Network.loadingFailed":
                 errors.append(f"network: {p.get('errorText')}")
         requests = [ev["params"]["request"]["url"] for ev in dt.events if ev.get("method") == "Network.requestWillBeSent"]
-        return {"images": images, "errors": errors, "requests": requests}
+        return {"images": images, "errors": errors, "requests": requests, "evaluated": evaluated}
     finally:
         dt.close()
 

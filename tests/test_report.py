@@ -31,7 +31,8 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 # helpers.SWEEP_TINY, smaller still: fewer images, T=10, a per-epoch grid with a 2-step sampler
 TINY = {"data.limit": 128, "data.test_limit": 64, "diffusion.T": 10, "train.batch_size": 32, "train.grid_every": 1,
         "sample.steps": 2}
-SECTIONS = ["summary", "best", "top", "history", "importances", "losses", "guidance", "grids", "failures", "spec"]
+SECTIONS = ["summary", "best", "top", "history", "importances", "parallel", "slice", "losses", "guidance", "gallery",
+            "grids", "failures", "spec"]
 
 
 def _sweep_file(root: Path) -> Path:
@@ -355,3 +356,68 @@ def test_only_the_seeds_exact_config_is_called_the_seed_default() -> None:
     text = " ".join(b.text for b in top_trials(ReportContext(d, None, None, Path("."))).blocks if hasattr(b, "text"))
     assert "That is the seed's DMConfig exactly: the seed default." in text
 
+
+
+# ----------------------------------------------------------------------------------------------
+# reports people compare with: parameter plots, the top trials' grids side by side
+
+
+@pytest.mark.slow
+def test_parallel_coordinate_and_slice_plots_with_two_or_more_params(report: Path, study_root: Path,
+                                                                     tmp_path: Path) -> None:
+    from ddpm.report import write_report
+
+    out = report.parent
+    md = (out / "report.md").read_text()
+    for key in ("parallel", "slice"):  # tiny: 3 searched parameters, 2 completed trials
+        assert f"](img/{key}-0.png)" in md and (out / "img" / f"{key}-0.png").is_file(), key
+    assert "over diffusion.mask\\_p, model.num\\_feat, train.lr" in md or "over diffusion.mask_p, model.num_feat, train.lr" in md
+    # the same two trials searched over one parameter: a note, no plot
+    url = _storage(study_root)
+    src = optuna.load_study(study_name="tiny", storage=url)
+    one = optuna.create_study(study_name="one-param", storage=url)
+    for t in src.trials[:2]:
+        one.add_trial(optuna.trial.create_trial(params={"train.lr": t.params["train.lr"]},
+                                                distributions={"train.lr": t.distributions["train.lr"]},
+                                                value=t.value, user_attrs=t.user_attrs, state=t.state))
+    html = write_report("one-param", storage=url, out_dir=tmp_path / "one").read_text()
+    for key, title in (("parallel", "parallel-coordinate plot"), ("slice", "slice plot")):
+        assert f'<section id="{key}">' in html
+        assert (f"A {title} needs at least 2 searched parameters and 2 completed trials; this study has "
+                f"1 searched parameter(s) (train.lr).") in html
+        assert not (tmp_path / "one" / "img" / f"{key}-0.png").exists()
+    assert (tmp_path / "one" / "img" / "grid-top-trial0.png").is_file()  # the gallery does not need 2 params
+
+
+@pytest.mark.slow
+def test_gallery_holds_the_top_trials_grids_at_their_best_omegas(report: Path, study_root: Path) -> None:
+    from ddpm.formatting import fmt
+    from ddpm.report import collect
+
+    data = collect("tiny", _storage(study_root))
+    ranked = data.ranked()
+    assert len(ranked) == 2                    # both completed trials, the winner and the runner-up
+    md = (report.parent / "report.md").read_text()
+    gallery = md[md.index('<a id="gallery"></a>'):md.index('<a id="grids"></a>')]
+    rows = [line for line in gallery.splitlines() if line.startswith("| ![")]
+    assert [re.search(r"img/grid-top-trial(\d+)\.png", r)[1] for r in rows] == [str(t.number) for t in ranked]
+    for t, row in zip(ranked, rows):
+        g = t.guidance_row(t.best_omega)
+        assert (report.parent / "img" / f"grid-top-trial{t.number}.png").read_bytes() == (t.run_dir / g["grid"]).read_bytes()
+        assert f"best omega = {fmt(t.best_omega)}" in row and "\\[" in row   # the score's interval, escaped
+    html = report.read_text()
+    (div,) = re.findall(r'<section id="gallery">.*?<div class="gallery">(.*?)</div>', html, flags=re.S)
+    assert div.count("<figure") == 2
+
+
+@pytest.mark.slow
+def test_gallery_lays_its_grids_side_by_side_in_a_browser(report: Path, tmp_path: Path) -> None:
+    require_chromium()
+    layout = """Array.from(document.querySelectorAll('#gallery .gallery figure img')).map(i => {
+        const r = i.getBoundingClientRect();
+        return {x: r.x, y: r.y, w: r.width, h: r.height, nw: i.naturalWidth, nh: i.naturalHeight}; })"""
+    boxes = open_in_chromium(report, tmp_path / "shot.png", tmp_path / "profile", evaluate=layout)["evaluated"]
+    assert len(boxes) == 2
+    assert boxes[0]["y"] == boxes[1]["y"] and boxes[1]["x"] >= boxes[0]["x"] + boxes[0]["w"]  # one row
+    assert all(b["w"] >= 200 and abs((b["w"] - 2) / (b["h"] - 2) - b["nw"] / b["nh"]) < 0.02  # not squashed
+               for b in boxes), boxes                                                 # (less the 1 px border)

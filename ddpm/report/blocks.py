@@ -30,13 +30,19 @@ class Figure:
 
 
 @dataclass
+class Gallery:
+    figures: list[Figure]     # shown side by side (HTML: a CSS grid; Markdown: a table, one row per figure)
+    caption: str = ""
+
+
+@dataclass
 class Code:
     text: str
     language: str = ""
     title: str = ""           # when set, the block is folded under this title (HTML/Markdown <details>)
 
 
-Block = Union[Text, Table, Figure, Code]
+Block = Union[Text, Table, Figure, Gallery, Code]
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Report charts as PNG bytes: Optuna's own matplotlib visualisations, plus loss and guidance curves.
 
-Optuna's ``optuna.visualization.matplotlib`` draws the optimisation history, parameter importances
-and Pareto front (no browser or kaleido needed); the run-folder curves use matplotlib directly.
+Optuna's ``optuna.visualization.matplotlib`` draws the optimisation history, parameter importances,
+parallel coordinates, slices and Pareto front (no browser or kaleido needed); the run-folder curves use
+matplotlib directly. Trial-number and epoch axes get integer ticks only.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 import matplotlib.pyplot as plt  # the backend is the caller's: `ddpm` sets Agg (ddpm.cli.configure_libraries)
 import optuna
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import MaxNLocator
 
 DPI = 100
 
@@ -29,10 +31,31 @@ def _figure_of(axes: Any) -> MplFigure:
     return first.figure
 
 
-def _optuna_plot(draw: Callable[[], Any], size: tuple[float, float] = (7.0, 4.0)) -> bytes:
+def integer_ticks(axis: Any) -> None:
+    """Ticks at whole numbers only on ``axis`` (an Axes' xaxis/yaxis): trial numbers and epochs."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _axes_labelled(fig: MplFigure, label: str) -> list[Any]:
+    """The x/y axes (colour bars included) of ``fig`` whose label is ``label``."""
+    return [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis) if axis.get_label().get_text() == label]
+
+
+def _wrap_dotted_xlabels(fig: MplFigure) -> None:
+    """``model.num_feat`` -> ``model.`` / ``num_feat`` on two lines: side-by-side panels' labels must not run together."""
+    for ax in fig.axes:
+        ax.set_xlabel(ax.get_xlabel().replace(".", ".\n", 1))
+
+
+def _optuna_plot(draw: Callable[[], Any], size: tuple[float, float] = (7.0, 4.0),
+                 finish: Optional[Callable[[MplFigure], None]] = None) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ExperimentalWarning: the matplotlib backend is "experimental"
         fig = _figure_of(draw())
+    if finish is not None:
+        finish(fig)
+    for axis in _axes_labelled(fig, "Trial"):  # Optuna labels trial-number axes and colour bars "Trial"
+        integer_ticks(axis)
     fig.set_size_inches(*size)
     return png(fig)
 
@@ -58,6 +81,28 @@ def param_importances(study: optuna.Study, index: int, name: str) -> tuple[bytes
     return chart, numbers
 
 
+def parallel_coordinate(study: optuna.Study, index: int, name: str, params: list[str]) -> bytes:
+    """Optuna's parallel-coordinate plot of ``params`` for objective ``index``: one line per completed trial."""
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    from ddpm.sweeps.importance import objective_target
+
+    return _optuna_plot(lambda: plot_parallel_coordinate(study, params=params, target=objective_target(study, index),
+                                                         target_name=name), size=(max(7.0, 1.6 * len(params) + 2), 4.5))
+
+
+def slices(study: optuna.Study, index: int, name: str, params: list[str]) -> bytes:
+    """Optuna's slice plot: objective ``index`` against each of ``params``, one panel per parameter, points
+    coloured by trial number."""
+    from optuna.visualization.matplotlib import plot_slice
+
+    from ddpm.sweeps.importance import objective_target
+
+    return _optuna_plot(lambda: plot_slice(study, params=params, target=objective_target(study, index),
+                                           target_name=name), size=(min(2.6 * len(params) + 1.5, 16.0), 4.0),
+                        finish=_wrap_dotted_xlabels)
+
+
 def pareto_front(study: optuna.Study, names: list[str]) -> bytes:
     """Optuna's Pareto-front plot (2 or 3 objectives)."""
     from optuna.visualization.matplotlib import plot_pareto_front
@@ -76,6 +121,7 @@ def loss_curves(curves: Sequence[tuple[str, list[dict[str, Any]]]]) -> bytes:
             ax.plot(epochs, ys, style, marker="o", ms=3, color=color,
                     label=f"{label} {'test' if key == 'test_loss' else 'train'}")
     ax.set_xlabel("epoch")
+    integer_ticks(ax.xaxis)
     ax.set_ylabel("noise loss (MSE of predicted noise)")
     ys = [r.get(k) for _, records in curves for r in records for k in ("train_loss", "test_loss")]
     ys = [y for y in ys if isinstance(y, (int, float)) and y > 0]

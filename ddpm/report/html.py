@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ddpm.io import atomic_write_text
-from ddpm.report.blocks import Block, Code, Figure, Section, Table, Text
+from ddpm.report.blocks import Block, Code, Figure, Gallery, Section, Table, Text
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -26,6 +26,9 @@ figure { margin: 14px 0; display: inline-block; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figure.grid img { image-rendering: pixelated; }
 figcaption { color: #555; font-size: 12px; max-width: 680px; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(250px, 1fr)); gap: 12px; margin: 14px 0; }
+.gallery figure { margin: 0; } .gallery figure img { width: 100%; height: auto; }
+.gallery-caption { color: #555; font-size: 12px; }
 pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
 pre code { background: none; padding: 0; } details { margin: 10px 0; } summary { cursor: pointer; }
 code { background: #f3f3f5; padding: 0 3px; border-radius: 3px; }
@@ -52,6 +55,9 @@ def block_html(b: Block) -> str:
     if isinstance(b, Code):
         pre = f"<pre><code>{html.escape(b.text)}</code></pre>"
         return f"<details><summary>{inline(b.title)}</summary>{pre}</details>" if b.title else pre
+    if isinstance(b, Gallery):
+        cap = f'<p class="gallery-caption">{inline(b.caption)}</p>' if b.caption else ""
+        return '<div class="gallery">' + "".join(block_html(f) for f in b.figures) + "</div>" + cap
     if isinstance(b, Figure):
         cls, size = "", ""
         if b.name.startswith("grid"):  # small sample grids: shown 2x, pixels kept sharp

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from ddpm.io import atomic_write_bytes, atomic_write_text
-from ddpm.report.blocks import Block, Code, Figure, Section, Table, Text
+from ddpm.report.blocks import Block, Code, Figure, Gallery, Section, Table, Text
 
 IMG_DIR = "img"
 
@@ -66,8 +66,11 @@ def block_md(b: Block) -> str:
             return f"<details><summary>{html.escape(b.title)}</summary>\n\n{block}\n\n</details>"
         return block
     if isinstance(b, Figure):
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", b.name)
-        return f"![{escape_md(b.caption)}]({IMG_DIR}/{name}.png)\n\n*{inline_md(b.caption)}*"
+        return f"{_image(b)}\n\n*{inline_md(b.caption)}*"
+    if isinstance(b, Gallery):  # a table: the image, then its caption, one figure a row
+        lines = ["| samples | |", "|---|---|"] + [f"| {_image(f, f.caption.split(':')[0])} | {_cell(f.caption)} |"
+                                                  for f in b.figures]
+        return "\n".join(lines + ([f"\n*{inline_md(b.caption)}*"] if b.caption else []))
     if isinstance(b, Table):
         cols = [_cell(c) for c in b.columns]
         lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
@@ -76,6 +79,20 @@ def block_md(b: Block) -> str:
             lines.append(f"\n*{inline_md(b.caption)}*")
         return "\n".join(lines)
     raise TypeError(f"unknown block {type(b).__name__}")  # pragma: no cover - programming error
+
+
+def _image(f: Figure, alt: str = "") -> str:
+    return f"![{escape_md(alt or f.caption)}]({IMG_DIR}/{_file_stem(f.name)}.png)"
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def figures_of(sections: list[Section]) -> list[Figure]:
+    """Every figure of the report, those inside galleries included."""
+    return [f for s in sections for b in s.blocks
+            for f in (b.figures if isinstance(b, Gallery) else [b] if isinstance(b, Figure) else [])]
 
 
 def render_markdown(title: str, subtitle: str, sections: list[Section]) -> str:
@@ -95,11 +112,9 @@ def _anchor(key: str) -> str:
 def write_markdown(path: Path, title: str, subtitle: str, sections: list[Section]) -> Path:
     img = path.parent / IMG_DIR
     names = set()
-    for s in sections:
-        for b in s.blocks:
-            if isinstance(b, Figure):
-                atomic_write_bytes(img / f"{b.name}.png", b.png)
-                names.add(f"{b.name}.png")
+    for f in figures_of(sections):
+        atomic_write_bytes(img / f"{_file_stem(f.name)}.png", f.png)
+        names.add(f"{_file_stem(f.name)}.png")
     if img.is_dir():  # drop images a previous report wrote that this one no longer shows
         for old in img.glob("*.png"):
             if old.name not in names:

@@ -15,7 +15,7 @@ from ddpm.formatting import fmt, fmt_seconds
 from ddpm.machine import machine_text
 from ddpm.registry import Registry
 from ddpm.report import figures
-from ddpm.report.blocks import Code, Figure, Section, Table, Text
+from ddpm.report.blocks import Code, Figure, Gallery, Section, Table, Text
 from ddpm.report.collect import StudyData, TrialData
 from ddpm.sweeps.importance import EVALUATOR
 from ddpm.sweeps.metrics import omega_at_edge, throughput_text
@@ -23,6 +23,7 @@ from ddpm.sweeps.verdict import fmt_interval, objective_score, study_verdict, ti
 
 TOP_N = 10          # rows in the top-trials table
 CURVES_N = 5        # trials in the loss-curve chart
+GALLERY_N = 4       # trials whose best-omega grids are shown side by side
 
 
 @dataclass
@@ -354,6 +355,45 @@ def importances(ctx: ReportContext) -> Section:
     return Section("importances", title, blocks)
 
 
+def _searched_params(d: StudyData) -> list[str]:
+    """The parameters the completed trials were searched over (Optuna's params, sorted)."""
+    return sorted({k for t in d.completed for k in t.params})
+
+
+def _param_plot(ctx: ReportContext, key: str, title: str, draw: Callable[..., bytes], what: str) -> Section:
+    """One Optuna plot of every searched parameter per objective; a note when fewer than 2 parameters or
+    completed trials (one parameter's plot is the top-trials table; Optuna draws nothing useful)."""
+    d = ctx.data
+    params = _searched_params(d)
+    if len(params) < 2 or len(d.completed) < 2:
+        why = (f"{len(params)} searched parameter(s) ({', '.join(params) or 'none'})" if len(params) < 2
+               else f"{len(d.completed)} completed trial(s)")
+        return Section(key, title, [Text(f"A {title.lower()} needs at least 2 searched parameters and 2 completed "
+                                         f"trials; this study has {why}.", note=True)])
+    blocks: list[Any] = []
+    for i, o in enumerate(d.objectives):
+        try:
+            chart = draw(d.study, i, o.metric, params)
+        except Exception as e:  # Optuna refuses an unusual study: say why, keep the report
+            blocks.append(Text(f"Optuna could not draw the {title.lower()} of {o.metric}: {e}", note=True))
+            continue
+        blocks.append(Figure(f"{key}-{i}", chart, f"Optuna {title.lower()} of {o.metric} ({o.arrow}) over "
+                                                  f"{', '.join(params)}: {what}"))
+    return Section(key, title, blocks)
+
+
+@register_section("parallel")
+def parallel_coordinate(ctx: ReportContext) -> Section:
+    return _param_plot(ctx, "parallel", "Parallel-coordinate plot", figures.parallel_coordinate,
+                       f"one line per completed trial, coloured by its {ctx.data.objectives[0].metric}.")
+
+
+@register_section("slice")
+def slice_plot(ctx: ReportContext) -> Section:
+    return _param_plot(ctx, "slice", "Slice plot", figures.slices,
+                       "one panel per parameter, each point a completed trial, coloured by trial number.")
+
+
 @register_section("pareto")
 def pareto(ctx: ReportContext) -> Optional[Section]:
     d = ctx.data
@@ -412,36 +452,83 @@ def guidance(ctx: ReportContext) -> Section:
     ])
 
 
+def _grid_png(t: TrialData, rel: Any) -> Optional[bytes]:
+    """The PNG at ``rel`` inside the trial's run folder, when it is there and readable."""
+    path = t.run_dir / str(rel) if t.run_dir is not None and rel else None
+    return figures.image_png(path.read_bytes()) if path is not None and path.is_file() else None
+
+
+def _last_epoch_grid(t: TrialData) -> Optional[Figure]:
+    """The trial's last training-epoch grid (at its config's omega), when the run folder holds one."""
+    data = _grid_png(t, next((m["grid"] for m in reversed(t.metrics) if m.get("grid")), None))
+    if data is None:
+        return None
+    omega = (t.config or {}).get("sample", {}).get("omega")
+    return Figure(f"grid-trial{t.number}-last-epoch", data,
+                  f"Trial {t.number}'s last training epoch's grid (omega = {fmt(omega)}); row r holds digit r.")
+
+
+def _gallery_caption(d: StudyData, t: TrialData, row: Optional[dict[str, Any]]) -> str:
+    score = objective_score(t.trial, 0, d.objectives[0].metric)
+    params = ", ".join(f"{k} = {fmt(v)}" for k, v in sorted(t.params.items())) or "no searched parameters"
+    where = f"best omega = {fmt(t.best_omega)}" if row is not None else "no guidance grid: last epoch's grid"
+    return (f"{_trial_label(d, t)}: {params}; {where}; {d.objectives[0].metric} "
+            f"{score.text() if score is not None else '–'}" + (f" (n = {score.n})" if score and score.n else "") + ".")
+
+
+def _gallery_figure(d: StudyData, t: TrialData) -> Optional[Figure]:
+    """Trial ``t``'s grid at its best omega (else its last epoch's grid), captioned for the gallery."""
+    row = t.guidance_row(t.best_omega)
+    data = _grid_png(t, (row or {}).get("grid"))
+    if data is None:
+        last, row = _last_epoch_grid(t), None
+        data = last.png if last is not None else None
+    return Figure(f"grid-top-trial{t.number}", data, _gallery_caption(d, t, row)) if data is not None else None
+
+
+@register_section("gallery")
+def gallery(ctx: ReportContext) -> Section:
+    """The top trials' sample grids side by side, each at its own best omega."""
+    d = ctx.data
+    title = "Samples of the top trials"
+    top = d.ranked()[:GALLERY_N]
+    found = [(t, _gallery_figure(d, t)) for t in top]
+    shown = [f for _, f in found if f is not None]
+    missing = [f"#{t.number}" for t, f in found if f is None]
+    blocks: list[Any] = []
+    if shown:
+        blocks.append(Gallery(shown, f"The {len(shown)} best-ranked completed trial(s) by {d.objectives[0].metric} "
+                                     f"({d.objectives[0].arrow}), each sampled at its own best omega; row r holds "
+                                     f"digit r; 95% interval in brackets."))
+    if missing or not shown:
+        blocks.append(Text(f"No sample grid found for trial(s) {', '.join(missing)}." if missing
+                           else "No completed trials yet.", note=True))
+    return Section("gallery", title, blocks)
+
+
 @register_section("grids")
 def grids(ctx: ReportContext) -> Section:
     b = ctx.best
     title = "Samples of the best trial"
     if b is None or b.run_dir is None:
         return Section("grids", title, [Text("No completed trial with a run folder yet.", note=True)])
-    blocks: list[Any] = []
+    shown: list[Figure] = []
+    notes: list[Any] = []
     for r in b.guidance:
-        rel = r.get("grid")
-        if not rel:
+        if not r.get("grid"):
             continue
-        path = b.run_dir / str(rel)
-        data = figures.image_png(path.read_bytes()) if path.is_file() else None
+        data = _grid_png(b, r["grid"])
         if data is None:
-            blocks.append(Text(f"omega = {fmt(r.get('omega'))}: grid `{rel}` is missing or unreadable.", note=True))
+            notes.append(Text(f"omega = {fmt(r.get('omega'))}: grid `{r['grid']}` is missing or unreadable.", note=True))
             continue
-        blocks.append(Figure(f"grid-omega{float(r['omega']):g}", data,
-                             f"omega = {fmt(r.get('omega'))}: samples ordered by requested digit; accuracy "
-                             f"{fmt(r.get('accuracy'))}, FID {fmt(r.get('fid'))}."))
-    if not any(isinstance(x, Figure) for x in blocks):
-        last = next((m["grid"] for m in reversed(b.metrics) if m.get("grid")), None)
-        path = b.run_dir / str(last) if last else None
-        data = figures.image_png(path.read_bytes()) if path is not None and path.is_file() else None
-        if data is not None:
-            omega = (b.config or {}).get("sample", {}).get("omega")
-            blocks.append(Figure("grid-last-epoch", data, f"Last training epoch's grid (omega = {fmt(omega)}); "
-                                                          "row r holds digit r."))
-        else:
-            blocks.append(Text(f"Trial {b.number} has no sample grids in {b.run_dir}.", note=True))
-    return Section("grids", title, blocks)
+        shown.append(Figure(f"grid-omega{float(r['omega']):g}", data,
+                            f"omega = {fmt(r.get('omega'))}: samples ordered by requested digit; accuracy "
+                            f"{fmt(r.get('accuracy'))}, FID {fmt(r.get('fid'))}."))
+    if not shown and (last := _last_epoch_grid(b)) is not None:
+        shown.append(last)
+    elif not shown:
+        notes.append(Text(f"Trial {b.number} has no sample grids in {b.run_dir}.", note=True))
+    return Section("grids", title, ([Gallery(shown)] if shown else []) + notes)
 
 
 @register_section("failures")
