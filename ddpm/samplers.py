@@ -64,7 +64,8 @@ class Sampler:
                show_progress: bool = False, memory_format: torch.memory_format = torch.contiguous_format,
                cuda_graph: bool = False, fold_batchnorm: bool = False, chunk: Optional[int] = None
                ) -> torch.Tensor:
-        """x_T ~ N(0, I); for each step: the guided output (eps~ on the model's target scale), then ``step``; returns denormalised images in [0, 1].
+        """x_T ~ N(0, I); for each step: the guided output (eps~ on the model's target scale), then ``step``;
+        returns denormalised images in [0, 1].
 
         ``cuda_graph`` (CUDA only, ignored elsewhere): capture the guided network pass once and replay it
         each step, which removes the per-step kernel-launch cost (untested on CPU-only machines).

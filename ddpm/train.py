@@ -2,8 +2,8 @@
 
 Per epoch: mean train loss (the training objective; the noise loss for the seed's eps/uniform one), validation
 and test noise loss (||eps - eps_hat||^2 unweighted for every objective, so runs compare), learning rate,
-throughput and a 10x10 sample grid; ``last.pt`` every epoch, ``best.pt`` at the lowest validation noise loss (the test noise loss
-when ``data.val_size`` is 0); ``metrics.jsonl`` appended.
+throughput and a 10x10 sample grid; ``last.pt`` every epoch, ``best.pt`` at the lowest validation noise loss
+(the test noise loss when ``data.val_size`` is 0); ``metrics.jsonl`` appended.
 Callbacks (W&B tracking, Optuna pruning) observe the run; they never own a second loop.
 """
 from __future__ import annotations
