@@ -421,8 +421,9 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
         raise bad("diffusion.beta_1", d.beta_1, f"must be <= diffusion.beta_T ({d.beta_T})")
     _choice(f"{source}: diffusion.prediction", d.prediction, sorted(PREDICTIONS))
     if d.zero_terminal_snr and not PREDICTIONS[d.prediction].finite_at_zero_snr:
-        raise bad("diffusion.zero_terminal_snr", True, f"needs diffusion.prediction = 'v' (got {d.prediction!r}): "
-                  f"at alpha_bar_T = 0 an {d.prediction} output says nothing about x0 (Lin et al. 2024)")
+        raise ConfigError(f"{source}: diffusion.zero_terminal_snr = true needs diffusion.prediction = 'v' (got "
+                          f"{d.prediction!r}): at alpha_bar_T = 0 an {d.prediction} output says nothing about x0 "
+                          f"(Lin et al. 2024)")
     if not 0.0 <= d.mask_p < 1.0:
         raise bad("diffusion.mask_p", d.mask_p, "must lie in [0, 1)")
     if m.num_feat < 8 or m.num_feat % 8:

@@ -197,7 +197,7 @@ def test_zero_terminal_snr_rescale(schedule):
 
 def test_zero_terminal_snr_needs_v_prediction(tiny_cfg):
     for prediction in ("eps", "x0"):
-        with pytest.raises(ConfigError, match=rf"diffusion\.zero_terminal_snr = True: needs diffusion\.prediction = "
+        with pytest.raises(ConfigError, match=rf"diffusion\.zero_terminal_snr = true needs diffusion\.prediction = "
                                               rf"'v' \(got '{prediction}'\)") as e:
             tiny_cfg(**{"diffusion.zero_terminal_snr": True, "diffusion.prediction": prediction})
         assert "\n" not in str(e.value)
