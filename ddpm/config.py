@@ -52,6 +52,8 @@ class DiffusionConfig:
     beta_T: float = 2e-2
     mask_p: float = 0.1                 # condition dropout probability (p_uncond)
     condition_mask_value: float = -1.0  # the null condition: a one-hot made all -1
+    prediction: str = "eps"             # network target, registry in ddpm.objectives: eps (seed) | v | x0
+    zero_terminal_snr: bool = False     # rescale the schedule to alpha_bar_T = 0 (Lin et al. 2024); needs v
 
 
 @dataclass
@@ -71,6 +73,8 @@ class TrainConfig:
     sample_chunk: Optional[int] = None  # images per network pass when sampling (fast path; None = 64 on a CPU,
                                         # where smaller passes stay in cache, and the whole batch on a GPU)
     grad_clip: Optional[float] = None
+    loss_weighting: str = "uniform"     # registry in ddpm.objectives: uniform (seed) | min_snr (Hang et al. 2023)
+    min_snr_gamma: float = 5.0          # gamma of min_snr: weight min(SNR, gamma) on the x0-MSE
     grid_every: int = 1                 # save a 10x10 sample grid every N epochs (0 = never)
     seed: int = 0
 
@@ -384,6 +388,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
     """Reject a config no run should start from, in one line naming the key. ``check_endpoint=False``
     skips only the terminal alpha_bar_T guard: for reading back what was already trained (checkpoints)."""
     from ddpm.data import DATASETS
+    from ddpm.objectives import LOSS_WEIGHTINGS, PREDICTIONS
     from ddpm.samplers import SAMPLERS, check_steps  # the sampler registry; imports no model
     from ddpm.schedules import SCHEDULES
 
@@ -416,6 +421,11 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
             raise bad(f"diffusion.{key}", v, "must lie in (0, 1)")
     if d.beta_1 > d.beta_T:
         raise bad("diffusion.beta_1", d.beta_1, f"must be <= diffusion.beta_T ({d.beta_T})")
+    _choice(f"{source}: diffusion.prediction", d.prediction, sorted(PREDICTIONS))
+    if d.zero_terminal_snr and not PREDICTIONS[d.prediction].finite_at_zero_snr:
+        raise ConfigError(f"{source}: diffusion.zero_terminal_snr = true needs diffusion.prediction = 'v' (got "
+                          f"{d.prediction!r}): at alpha_bar_T = 0 an {d.prediction} output says nothing about x0 "
+                          f"(Lin et al. 2024)")
     if not 0.0 <= d.mask_p < 1.0:
         raise bad("diffusion.mask_p", d.mask_p, "must lie in [0, 1)")
     if m.num_feat < 8 or m.num_feat % 8:
@@ -437,6 +447,9 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
     _choice(f"{source}: train.path", t.path, ["fast", "faithful"])
     _choice(f"{source}: train.device", t.device, ["auto", "cpu", "cuda"])
     _choice(f"{source}: train.precision", t.precision, ["auto", "fp32", "bf16"])
+    _choice(f"{source}: train.loss_weighting", t.loss_weighting, sorted(LOSS_WEIGHTINGS))
+    if t.min_snr_gamma <= 0:
+        raise bad("train.min_snr_gamma", t.min_snr_gamma, "must be > 0")
     if t.grid_every < 0:
         raise bad("train.grid_every", t.grid_every, "must be >= 0")
     if not 0 <= t.seed < 2**63:
@@ -448,7 +461,7 @@ def validate(cfg: ExperimentConfig, source: str = "<config>", check_endpoint: bo
     if s.eta < 0:
         raise bad("sample.eta", s.eta, "must be >= 0")
     _choice(f"{source}: tracking.wandb", cfg.tracking.wandb, ["auto", "online", "offline", "disabled"])
-    if check_endpoint:
+    if check_endpoint and not d.zero_terminal_snr:   # rescaled: alpha_bar_T = 0, the guard holds trivially
         _check_terminal_alpha_bar(d, source)
 
 

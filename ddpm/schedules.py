@@ -69,10 +69,25 @@ def sigmoid(T: int, beta_1: float, beta_T: float) -> torch.Tensor:
 MAX_TERMINAL_ALPHA_BAR = 0.1
 
 
-def terminal_alpha_bar(name: str, T: int, beta_1: float, beta_T: float) -> float:
-    """alpha_bar_T = prod_{t=1..T} (1 - beta_t) of the registered schedule (DDPM eq. 4's alpha_bar_t at t = T)."""
+def terminal_alpha_bar(name: str, T: int, beta_1: float, beta_T: float, zero_terminal_snr: bool = False) -> float:
+    """alpha_bar_T = prod_{t=1..T} (1 - beta_t) of the registered schedule (DDPM eq. 4's alpha_bar_t at t = T);
+    0 exactly when rescaled to zero terminal SNR."""
+    if zero_terminal_snr:
+        return 0.0
     betas = SCHEDULES[name](T, beta_1, beta_T).to(torch.float64)
     return float(torch.exp(torch.log1p(-betas).sum()))
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2024, Algorithm 1: shift and scale sqrt(alpha_bar) so that sqrt(alpha_bar_T) = 0 and
+    sqrt(alpha_bar_1) is unchanged, then back to betas (beta_T becomes 1: x_T is pure noise, SNR(T) = 0).
+    Needs v prediction (eps at t = T carries no information about x0; config validation enforces it)."""
+    sqrt_abar = torch.cumprod(1.0 - betas.to(torch.float64), 0).sqrt()
+    first, last = sqrt_abar[0].clone(), sqrt_abar[-1].clone()
+    sqrt_abar = (sqrt_abar - last) * (first / (first - last))
+    abar = sqrt_abar ** 2
+    alphas = torch.cat([abar[:1], abar[1:] / abar[:-1]])
+    return 1.0 - alphas
 
 
 def smallest_beta_T(name: str, T: int, beta_1: float, bound: float = MAX_TERMINAL_ALPHA_BAR) -> float | None:
@@ -96,12 +111,14 @@ SCHEDULER_KEYS = ("beta_t", "sqrt_beta_t", "alpha_t", "oneover_sqrt_alpha", "alp
 class NoiseSchedule(torch.nn.Module):
     """Precomputed per-step constants, indexed 1..T as in the seed (index 0 holds t = 0: alpha_bar = 1)."""
 
-    def __init__(self, name: str, T: int, beta_1: float, beta_T: float):
+    def __init__(self, name: str, T: int, beta_1: float, beta_T: float, zero_terminal_snr: bool = False):
         super().__init__()
         if name not in SCHEDULES:
             raise KeyError(f"unknown schedule {name!r}; valid: {', '.join(sorted(SCHEDULES))}")
         self.name, self.T = name, T
         betas = SCHEDULES[name](T, beta_1, beta_T).to(torch.float64)
+        if zero_terminal_snr:   # then alpha_T = 0: oneover_sqrt_alpha[T] is inf (samplers go through x0 there)
+            betas = rescale_zero_terminal_snr(betas)
         alphas = 1.0 - betas                                        # alpha_t := 1 - beta_t
         alpha_bar = torch.cumprod(alphas, 0)                        # alpha_bar_t := prod_{s<=t} alpha_s
         pad = lambda x, v: torch.cat([torch.tensor([v], dtype=torch.float64), x])  # noqa: E731

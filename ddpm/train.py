@@ -1,8 +1,9 @@
 """The training loop (the seed's ``solver``, grown up). One ``train()`` serves the CLI and every sweep trial.
 
-Per epoch: mean train noise loss, validation and test noise loss, learning rate, throughput and a 10x10
-sample grid; ``last.pt`` every epoch, ``best.pt`` at the lowest validation noise loss (the test noise loss
-when ``data.val_size`` is 0); ``metrics.jsonl`` appended.
+Per epoch: mean train loss (the training objective; the noise loss for the seed's eps/uniform one), validation
+and test noise loss (||eps - eps_hat||^2 unweighted for every objective, so runs compare), learning rate,
+throughput and a 10x10 sample grid; ``last.pt`` every epoch, ``best.pt`` at the lowest validation noise loss
+(the test noise loss when ``data.val_size`` is 0); ``metrics.jsonl`` appended.
 Callbacks (W&B tracking, Optuna pruning) observe the run; they never own a second loop.
 """
 from __future__ import annotations
@@ -73,7 +74,8 @@ _RESUME_FROZEN = ("model", "diffusion", "data")
 
 # keys added after runs were saved: what their absence meant (runs before the validation split trained on
 # every training image)
-_ADDED_KEYS = {("data", "val_size"): 0, ("data", "val_limit"): None}
+_ADDED_KEYS = {("data", "val_size"): 0, ("data", "val_limit"): None, ("diffusion", "prediction"): "eps",
+               ("diffusion", "zero_terminal_snr"): False}
 
 
 def _check_resume_config(cfg: ExperimentConfig, saved: dict, path: str) -> None:
@@ -171,7 +173,8 @@ def ema_update(ema: ConditionalDDPM, model: ConditionalDDPM, decay: float, step:
 @torch.no_grad()
 def test_noise_loss(model: ConditionalDDPM, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                     seed: int, amp_dtype: Optional[torch.dtype], mem: torch.memory_format) -> float:
-    """Mean Algorithm-1 loss on held-out images with a fixed generator, so epochs compare like with like."""
+    """Mean noise loss (``ConditionalDDPM.noise_loss``: Algorithm 1's for the seed) on held-out images with a fixed
+    generator, so epochs compare like with like."""
     was = model.training
     model.eval()
     g = torch.Generator(device=images.device).manual_seed(seed)
@@ -180,7 +183,7 @@ def test_noise_loss(model: ConditionalDDPM, images: torch.Tensor, labels: torch.
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].contiguous(memory_format=mem)
         with amp:
-            loss = model(x, labels[i:i + batch_size], generator=g)
+            loss = model.noise_loss(x, labels[i:i + batch_size], generator=g)
         total += float(loss) * len(x)
         n += len(x)
     model.train(was)

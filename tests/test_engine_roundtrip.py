@@ -1,8 +1,9 @@
 """Round trips and closed forms of the sampling entry point (``ddpm.sampling``, ``ddpm.samplers``).
 
 checkpoint -> load -> sample for every experiment file x every registered schedule x every registered
-image sampler: the parameters come from the registries, so a new schedule or sampler is tested without a
-line here. The closed-form tests replay the sampling loop by hand (float64 constants computed from the
+image sampler, and for every registered prediction target (ddpm.objectives, with zero terminal SNR where the
+target allows it) x every sampler: the parameters come from the registries, so a new schedule, sampler or
+prediction target is tested without a line here. The closed-form tests replay the sampling loop by hand (float64 constants computed from the
 schedule function, not from ``NoiseSchedule``) on a fixed model and generator.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ddpm.checkpoint import load_model, save_checkpoint
 from ddpm.config import config_from_dict, load_config, save_config
 from ddpm.diffusion import ConditionalDDPM
 from ddpm.errors import ConfigError
+from ddpm.objectives import PREDICTIONS
 from ddpm.samplers import SAMPLERS, timestep_subsequence
 from ddpm.sampling import Sampling, cap_steps
 from ddpm.schedules import SCHEDULE_PARAMS, SCHEDULES, smallest_beta_T
@@ -52,7 +54,26 @@ def tiny_experiment(name: str, schedule: str, **extra) -> "ExperimentConfig":  #
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_checkpoint_load_sample_round_trip(tmp_path, experiment, schedule, sampler):
-    cfg = tiny_experiment(experiment, schedule)
+    _round_trip(tmp_path, tiny_experiment(experiment, schedule), sampler)
+
+
+PREDICTION_VARIANTS = [(p, False) for p in sorted(PREDICTIONS)] + [
+    (p, True) for p in sorted(PREDICTIONS) if PREDICTIONS[p].finite_at_zero_snr]
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+@pytest.mark.parametrize("prediction,zero_snr", PREDICTION_VARIANTS,
+                         ids=[f"{p}{'-zero-terminal-snr' if z else ''}" for p, z in PREDICTION_VARIANTS])
+def test_every_prediction_target_round_trips(tmp_path, prediction, zero_snr, sampler):
+    loaded = _round_trip(tmp_path, tiny_experiment("seed.yaml", "linear", **{
+        "diffusion.prediction": prediction, "diffusion.zero_terminal_snr": zero_snr,
+        "train.loss_weighting": "min_snr"}), sampler)
+    assert loaded.prediction.name == prediction                 # the checkpoint's config builds the same target
+    assert (loaded.schedule.alpha_bar_host[T] == 0.0) == zero_snr
+
+
+def _round_trip(tmp_path: Path, cfg, sampler: str) -> ConditionalDDPM:
+    """config -> YAML -> config, checkpoint -> load_model (what `ddpm sample`/`eval` use) -> sample; the model."""
     save_config(cfg, tmp_path / "config.yaml")             # config -> YAML -> config
     assert load_config(tmp_path / "config.yaml").to_dict() == cfg.to_dict()
     torch.manual_seed(0)
@@ -79,6 +100,7 @@ def test_checkpoint_load_sample_round_trip(tmp_path, experiment, schedule, sampl
     assert a.shape == (4, 1, 28, 28) and torch.isfinite(a).all()
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
     assert torch.equal(a, b)
+    return loaded
 
 
 # ---- the entry point: steps, path, defaults --------------------------------------------------------------
