@@ -90,6 +90,7 @@ class TrackingConfig:
     wandb: str = "auto"                 # auto (online with credentials, else offline) | online | offline | disabled
     project: str = "ddpm-sweeps"
     entity: Optional[str] = None
+    log_model: bool = False             # upload the best checkpoint (best.pt) as a W&B model artifact per run
 
 
 @dataclass

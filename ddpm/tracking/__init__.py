@@ -15,10 +15,10 @@ from typing import Any, Optional
 
 from ddpm.config import ExperimentConfig
 from ddpm.redact import redact
-from ddpm.tracking.base import TRACKERS, RunSpec, Tracker, register_tracker
+from ddpm.tracking.base import TRACKERS, RunLink, RunSpec, Tracker, register_tracker
 from ddpm.tracking.wandb_run import WandbTracker, configured_mode, has_credentials, resolve_mode, wandb_unreachable
 
-__all__ = ["TRACKERS", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
+__all__ = ["TRACKERS", "RunLink", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
            "log_study", "register_tracker", "resolve_mode", "run_tags", "tracker_callback", "wandb_unreachable"]
 
 # resolved mode -> tracker backend
@@ -34,12 +34,14 @@ def tracker_callback(cfg: ExperimentConfig, job_type: str, group: Optional[str] 
                      extra_config: Optional[dict[str, Any]] = None, tags: Optional[list[str]] = None,
                      finish_on_train_end: bool = True, log_checkpoint: bool = False,
                      dir: Optional[str | Path] = None) -> Tracker:
-    """The tracker for one run: W&B config = the resolved experiment config | ``extra_config`` (redacted)."""
+    """The tracker for one run: W&B config = the resolved experiment config | ``extra_config`` (redacted).
+    The best checkpoint is uploaded as a model artifact when ``log_checkpoint`` or ``tracking.log_model``."""
     mode = resolve_mode(cfg.tracking.wandb)
     spec = RunSpec(project=cfg.tracking.project, entity=cfg.tracking.entity, job_type=job_type,
                    name=name or cfg.name, group=group, tags=run_tags(cfg) + list(tags or []),
                    config=redact(cfg.to_dict() | dict(extra_config or {})), mode=mode,
-                   dir=Path(dir) if dir is not None else None, log_checkpoint=log_checkpoint)
+                   dir=Path(dir) if dir is not None else None,
+                   log_checkpoint=log_checkpoint or cfg.tracking.log_model)
     return TRACKERS[BACKEND_OF_MODE[mode]](spec, finish_on_train_end)
 
 

@@ -32,6 +32,17 @@ class RunSpec:
     step_metric: str = "epoch"           # the x axis of every chart (a study run uses "trial")
 
 
+@dataclass
+class RunLink:
+    """Where a tracked run can be found again: its id always; online, its path (entity/project/id) and URL;
+    its local folder (what ``wandb sync`` uploads) in either mode."""
+
+    run_id: str
+    path: Optional[str] = None           # entity/project/id (online only)
+    url: Optional[str] = None            # the run's page (online only)
+    dir: Optional[str] = None            # the backend's local run folder (portable path)
+
+
 class Tracker(Callback):
     """A tracker that tracks nothing (the ``none`` backend), and the interface every backend implements.
 
@@ -66,6 +77,11 @@ class Tracker(Callback):
     @property
     def active(self) -> bool:
         return False
+
+    @property
+    def link(self) -> Optional[RunLink]:
+        """The open (or last opened) run's link; None when nothing is tracked."""
+        return None
 
 
 TrackerFactory = Callable[[RunSpec, bool], Tracker]
