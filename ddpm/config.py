@@ -96,6 +96,7 @@ class TrackingConfig:
     project: Optional[str] = None       # W&B project; default ddpm-sweeps
     entity: Optional[str] = None        # W&B entity (team or user); default: the account's own
     dir: Optional[str] = None           # folder W&B writes its wandb/ folder into; default: the run folder
+    log_model: bool = False             # upload the best checkpoint (best.pt) as a W&B model artifact per run
 
 
 @dataclass

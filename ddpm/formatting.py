@@ -1,4 +1,5 @@
-"""How numbers are shown to people (console tables, reports): one formatter for values, one for durations.
+"""How numbers are shown to people (console tables, reports): one formatter for values, one for durations,
+and which stored URLs may be shown as links.
 
 Intervals and differences with uncertainty have their own rules (digits set by the interval's width):
 ``ddpm.sweeps.verdict.fmt_interval``.
@@ -33,3 +34,8 @@ def fmt_seconds(s: Optional[float]) -> str:
     if s < 7200:
         return f"{s / 60:.1f} min"
     return f"{s / 3600:.2f} h"
+
+
+def web_url(url: Any) -> bool:
+    """True for an http(s) URL: the only kind shown as a link (a stored ``javascript:`` URL never is)."""
+    return isinstance(url, str) and url.lower().startswith(("https://", "http://"))

@@ -190,6 +190,15 @@ def wandb_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         monkeypatch.setenv(k, v)
 
 
+def wandb_offline_env(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
+    """Real W&B in offline mode for this test: every W&B folder under ``root``, no network, no key."""
+    wandb_env(monkeypatch, WANDB_DISABLE_CODE="true",
+              **{var: str(root / sub) for var, sub in (("WANDB_DIR", "wandb-dir"), ("WANDB_CONFIG_DIR", "wandb-config"),
+                                                       ("WANDB_CACHE_DIR", "wandb-cache"), ("WANDB_DATA_DIR", "wandb-data"),
+                                                       ("WANDB_ARTIFACT_DIR", "wandb-artifacts"))})
+    return root
+
+
 def closed_port() -> int:
     """A local TCP port nothing listens on (bound, then closed)."""
     import socket

@@ -91,8 +91,8 @@ def test_trial_run_mirrors_metrics_grids_config_and_guidance(tiny_cfg, wandb_off
     (art,) = [a for a in wb.artifacts if a.type == "run_table" and "guidancetable" in a.name]
     assert len([c for c in art.manifest.contents if c.path.startswith("media/images/")]) == 2
     (model,) = [a for a in wb.artifacts if a.type == "model"]
-    assert model.name == "trial-3-best" and [c.path for c in model.manifest.contents] == ["best.pt"]
-    assert wb.summary["state"] == "complete"
+    assert model.name == "study-a-trial-3-best" and [c.path for c in model.manifest.contents] == ["best.pt"]
+    assert wb.summary["trial_state"] == "complete" and "state" not in wb.summary  # W&B's UI has its own State
     assert wb.summary["best/test_noise_loss"] == min(r["test_loss"] for r in local)
     assert wb.summary["best/fid"] == 20.0 and wb.summary["epochs_completed"] == 2
     assert wb.exit_code == 0
@@ -126,8 +126,8 @@ def test_sequential_runs_do_not_collide_and_pruned_state_is_recorded(tiny_cfg, w
     assert first.config["trial"] == {"number": 0} and second.config["trial"] == {"number": 1}
     assert [h["epoch"] for h in first.history if "train/noise_loss" in h] == [1, 2]
     assert [h["epoch"] for h in second.history if "train/noise_loss" in h] == [1]
-    assert first.summary["state"] == "complete"
-    assert second.summary["state"] == "pruned" and "epoch 1" in second.summary["state_reason"]
+    assert first.summary["trial_state"] == "complete"
+    assert second.summary["trial_state"] == "pruned" and "epoch 1" in second.summary["trial_state_reason"]
     assert "pruned" in second.tags
 
 

@@ -164,16 +164,21 @@ def print_trials(study: Any, title: Optional[str] = None) -> None:
 
 
 def _print_trial_table(data: Any) -> None:
+    from rich.style import Style
     from rich.table import Table
+    from rich.text import Text
 
     from ddpm.progress import console
 
     table = Table(title=data.title, caption=data.caption)
     for c in data.columns:
         table.add_column(c.name, justify=c.justify, no_wrap=c.no_wrap)
-    for row in data.rows:
-        table.add_row(*row.cells, style=row.style)
+    for row in data.rows:  # a W&B run id is a link to its page in terminals that support links
+        table.add_row(*[Text(c, style=Style(link=row.links[i])) if i in row.links else c
+                        for i, c in enumerate(row.cells)], style=row.style)
     console.print(table)
+    for line in data.run_urls:  # the URLs themselves, for logs and terminals without links
+        console.print(f"W&B run {line}", soft_wrap=True, markup=False, highlight=False)
     if data.verdict is not None:
         console.print(f"verdict: {data.verdict}", soft_wrap=True)
 

@@ -16,9 +16,21 @@ class Text:
 
 
 @dataclass
+class Link:
+    """A table cell that links out (a trial's W&B run): HTML ``<a>``, Markdown ``[text](url)``. Only http(s)
+    URLs are ever made links (``ddpm.formatting.web_url``); builders give plain text otherwise."""
+
+    text: str
+    url: str
+
+
+Cell = Union[str, Link]
+
+
+@dataclass
 class Table:
     columns: list[str]
-    rows: list[list[str]]
+    rows: list[list[Cell]]
     caption: str = ""
 
 

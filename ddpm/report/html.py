@@ -1,4 +1,5 @@
-"""``report.html``: one self-contained file (images as data URIs, inline CSS, no scripts, no links out).
+"""``report.html``: one self-contained file (images as data URIs, inline CSS, no scripts; the only links out
+are trials' W&B run pages, which a reader may follow and the page never fetches).
 
 A Content-Security-Policy meta tag forbids every external fetch, so a browser proves it is offline-safe.
 """
@@ -10,7 +11,7 @@ import re
 from pathlib import Path
 
 from ddpm.io import atomic_write_text
-from ddpm.report.blocks import Block, Code, Figure, Gallery, Section, Table, Text
+from ddpm.report.blocks import Block, Cell, Code, Figure, Gallery, Link, Section, Table, Text
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -49,6 +50,13 @@ def png_size(png: bytes) -> tuple[int, int]:
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
+def cell_html(c: Cell) -> str:
+    if isinstance(c, Link):
+        return (f'<a href="{html.escape(c.url, quote=True)}" target="_blank" rel="noopener noreferrer">'
+                f"{html.escape(c.text)}</a>")
+    return inline(c)
+
+
 def block_html(b: Block) -> str:
     if isinstance(b, Text):
         return f'<p class="note">{inline(b.text)}</p>' if b.note else f"<p>{inline(b.text)}</p>"
@@ -67,7 +75,7 @@ def block_html(b: Block) -> str:
                 f"<figcaption>{inline(b.caption)}</figcaption></figure>")
     if isinstance(b, Table):
         head = "" if not any(b.columns) else "<thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in b.columns) + "</tr></thead>"
-        body = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in b.rows)
+        body = "".join("<tr>" + "".join(f"<td>{cell_html(c)}</td>" for c in row) + "</tr>" for row in b.rows)
         cap = f"<caption>{inline(b.caption)}</caption>" if b.caption else ""
         return f"<table>{cap}{head}<tbody>{body}</tbody></table>"
     raise TypeError(f"unknown block {type(b).__name__}")  # pragma: no cover - programming error

@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 from ddpm.io import atomic_write_bytes, atomic_write_text
-from ddpm.report.blocks import Block, Code, Figure, Gallery, Section, Table, Text
+from ddpm.report.blocks import Block, Cell, Code, Figure, Gallery, Link, Section, Table, Text
 
 IMG_DIR = "img"
+LINK_SAFE = ":/?#[]@!$&'()*+,;=%-._~"   # kept as is in a link's URL; space, <, >, | and the rest percent-encoded
 
 # What text may hold (study names, descriptions, choices, failure reasons come from users and exceptions) is
 # escaped: HTML-significant characters as entities (no raw tag survives), Markdown punctuation with a
@@ -51,8 +52,12 @@ def fence_for(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def _cell(text: str) -> str:
-    return inline_md(text) or " "
+def _cell(c: Cell) -> str:
+    if isinstance(c, Link):  # the URL percent-encoded where it could end the link or split a table cell
+        from urllib.parse import quote
+
+        return f"[{escape_md(c.text)}](<{quote(c.url, safe=LINK_SAFE)}>)"
+    return inline_md(c) or " "
 
 
 def block_md(b: Block) -> str:

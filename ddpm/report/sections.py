@@ -11,11 +11,11 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from ddpm.formatting import fmt, fmt_seconds
+from ddpm.formatting import fmt, fmt_seconds, web_url
 from ddpm.machine import machine_text
 from ddpm.registry import Registry
 from ddpm.report import figures
-from ddpm.report.blocks import Code, Figure, Gallery, Section, Table, Text
+from ddpm.report.blocks import Cell, Code, Figure, Gallery, Link, Section, Table, Text
 from ddpm.report.collect import StudyData, TrialData
 from ddpm.sweeps.importance import EVALUATOR
 from ddpm.sweeps.metrics import omega_at_edge, throughput_text
@@ -88,6 +88,17 @@ def base_label(data: StudyData) -> str:
 def _trial_label(data: StudyData, t: TrialData) -> str:
     tags = (["baseline"] if data.baseline_trial == t.number else []) + (["seed default"] if is_seed_default(t) else [])
     return f"#{t.number}" + (f" ({', '.join(tags)})" if tags else "")
+
+
+def _wandb_columns(trials: list[TrialData]) -> list[str]:
+    """["W&B run"] when any of these trials recorded its W&B run, else [] (no empty column)."""
+    return ["W&B run"] if any(t.record.wandb_run_id for t in trials) else []
+
+
+def _wandb_cell(t: TrialData) -> Cell:
+    """The trial's W&B run id, a link to the run's page when it was tracked online."""
+    run_id, url = t.record.wandb_run_id, t.record.wandb_url
+    return Link(run_id, url) if run_id and web_url(url) else (run_id or "–")
 
 
 def _environment(data: StudyData) -> str:
@@ -260,8 +271,9 @@ def top_trials(ctx: ReportContext) -> Section:
         shown = shown + [baseline]
     keys = sorted({k for t in shown for k in t.params})
     gkeys = _guidance_keys(d)
+    wandb = _wandb_columns(shown)
     cols = (["trial", "state"] + [o.metric for o in d.objectives] + ["vs best"] + ["best omega"] + gkeys
-            + ["final test loss", "epochs", "duration"] + keys)
+            + ["final test loss", "epochs", "duration"] + wandb + keys)
     rows = []
     winner = objective_score(ctx.best.trial, 0, d.objectives[0].metric) if ctx.best is not None else None
     for t in shown:
@@ -272,7 +284,7 @@ def top_trials(ctx: ReportContext) -> Section:
               else "–" if tie is None else "tie" if tie else "worse")
         rows.append([_trial_label(d, t), t.state] + vals + [vs] + _guidance_cells(t, gkeys)
                     + [fmt(t.last("test_loss")), fmt(len(t.metrics)), fmt_seconds(t.duration_s)]
-                    + [fmt(t.params.get(k)) for k in keys])
+                    + [_wandb_cell(t) for _ in wandb] + [fmt(t.params.get(k)) for k in keys])
     blocks: list[Any] = []
     if not rows:
         blocks.append(Text("No completed trials yet.", note=True))
@@ -537,10 +549,11 @@ def failures(ctx: ReportContext) -> Optional[Section]:
     bad = [t for t in d.trials if t.state in ("failed", "pruned")]
     if not bad:
         return None
-    rows = [[f"#{t.number}", t.state, fmt(len(t.metrics)), fmt(t.last("test_loss")), t.failure_reason or "–"]
-            for t in bad]
+    wandb = _wandb_columns(bad)  # a failed trial's W&B run holds its logs up to the failure
+    rows = [[f"#{t.number}", t.state, fmt(len(t.metrics)), fmt(t.last("test_loss"))]
+            + [_wandb_cell(t) for _ in wandb] + [t.failure_reason or "–"] for t in bad]
     return Section("failures", "Failed and pruned trials",
-                   [Table(["trial", "state", "epochs run", "last test loss", "reason"], rows)])
+                   [Table(["trial", "state", "epochs run", "last test loss", *wandb, "reason"], rows)])
 
 
 @register_section("spec")

@@ -1,5 +1,5 @@
 """``trials.csv``: one row per trial (number, state, values with their 95% intervals and n, tie with the best,
-params, duration, run folder, reason). Empty cells: no value, or no interval (history objectives, old rows)."""
+params, duration, run folder, reason, its W&B run: id, path, URL, local folder). Empty cells: no value, or no interval (history objectives, old rows)."""
 from __future__ import annotations
 
 import csv
@@ -12,12 +12,16 @@ from ddpm.report.collect import StudyData
 from ddpm.sweeps.verdict import objective_score, ties
 
 
+WANDB_COLUMNS = ("wandb_run_id", "wandb_run_path", "wandb_url", "wandb_dir")   # TrialRecord fields
+
+
 def trials_csv(data: StudyData) -> str:
     keys = sorted({k for t in data.trials for k in t.params})
     cols = (["number", "state"] + [f"value_{o.metric}" for o in data.objectives]
             + [f"{o.metric}_{e}" for o in data.objectives for e in ("lo", "hi")] + ["n", "tie_with_best"]
             + [f"params_{k}" for k in keys]
-            + ["best_omega", "duration_s", "datetime_start", "datetime_complete", "run_dir", "failure_reason"])
+            + ["best_omega", "duration_s", "datetime_start", "datetime_complete", "run_dir", "failure_reason"]
+            + list(WANDB_COLUMNS))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -38,7 +42,8 @@ def trials_csv(data: StudyData) -> str:
                       "" if t.duration_s is None else round(t.duration_s, 3),
                       t.trial.datetime_start.isoformat() if t.trial.datetime_start else "",
                       t.trial.datetime_complete.isoformat() if t.trial.datetime_complete else "",
-                      "" if t.run_dir is None else str(t.run_dir), redact_text(t.failure_reason or "", data.secrets)])
+                      "" if t.run_dir is None else str(t.run_dir), redact_text(t.failure_reason or "", data.secrets)]
+                   + [getattr(t.record, c) or "" for c in WANDB_COLUMNS])
     return buf.getvalue()
 
 

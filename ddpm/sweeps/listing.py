@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ddpm.errors import ConfigError
-from ddpm.formatting import fmt
+from ddpm.formatting import fmt, web_url
 from ddpm.sweeps.record import TrialRecord, retried_as, state_name
 from ddpm.sweeps.storage import default_storage_url, local_study_storages, open_storage_readonly, reading, redact_url
 
@@ -85,6 +85,7 @@ class Column:
 class TrialRow:
     cells: list[str]
     style: Optional[str] = None      # "green" for a completed trial
+    links: dict[int, str] = field(default_factory=dict)   # cell index -> URL (the W&B run's page)
 
 
 @dataclass
@@ -94,27 +95,32 @@ class TrialTable:
     rows: list[TrialRow] = field(default_factory=list)
     caption: Optional[str] = None    # throughput
     verdict: Optional[str] = None    # the best trial against the baseline, once a trial completed
+    run_urls: list[str] = field(default_factory=list)   # "#3 https://wandb.ai/..." per trial with a W&B URL
 
 
 def objective_names(study: optuna.Study) -> list[str]:
-    """The objectives' metric names as the sweep recorded them (``value<i>`` for a study made elsewhere)."""
-    return ([o["metric"] for o in study.user_attrs.get("objectives", [])]
+    """The objectives' metric names as the sweep recorded them; for a study made elsewhere its Optuna metric
+    names, else ``value<i>``."""
+    return ([o["metric"] for o in study.user_attrs.get("objectives", [])] or study.metric_names
             or [f"value{i}" for i in range(len(study.directions))])
 
 
 def trial_table(study: optuna.Study, title: Optional[str] = None) -> TrialTable:
     """Every trial of the study: number, state, params, objective values (95% intervals where the guidance
-    row has them), best omega, duration in seconds, and a note (best, tie, failure reason, omega at the
-    edge of the grid, retried as)."""
+    row has them), best omega, duration in seconds, its W&B run id (when any trial has one; a link to the run
+    when online), and a note (best, tie, failure reason, omega at the edge of the grid, retried as)."""
     from ddpm.sweeps.metrics import omega_at_edge, throughput_text
     from ddpm.sweeps.verdict import objective_score, study_verdict, ties
 
     names = objective_names(study)
     trials = study.get_trials(deepcopy=False)
     keys = sorted({k for t in trials for k in t.params})
+    records = {t.number: TrialRecord.from_trial(t) for t in trials}
+    wandb = any(r.wandb_run_id for r in records.values())
     columns = ([Column("#", "right"), Column("state")] + [Column(k.split(".")[-1], "right") for k in keys]
                + [Column(n, "right", no_wrap=True) for n in names]   # "240 [221, 262]" stays on one line
-               + [Column("omega", "right"), Column("s", "right"), Column("note")])
+               + [Column("omega", "right"), Column("s", "right")]
+               + ([Column("W&B run", no_wrap=True)] if wandb else []) + [Column("note")])
     table = TrialTable(title or f"study {study.study_name}", columns, caption=throughput_text(trials))
     try:
         best = {t.number for t in study.best_trials}
@@ -127,7 +133,7 @@ def trial_table(study: optuna.Study, title: Optional[str] = None) -> TrialTable:
     winner = objective_score(winner_trial, 0, names[0]) if winner_trial is not None else None
     retries = retried_as(trials)
     for t in trials:
-        record = TrialRecord.from_trial(t)
+        record = records[t.number]
         state = state_name(t.state)
         if record.baseline:
             state += " (baseline)"
@@ -143,11 +149,15 @@ def trial_table(study: optuna.Study, title: Optional[str] = None) -> TrialTable:
         if t.number in retries:
             note = f"{note or 'worker stopped sending heartbeats'}; retried as #{retries[t.number]}"
         dur = record.duration_s
-        table.rows.append(TrialRow(
-            [str(t.number), state, *[_cell(t.params.get(k)) for k in keys],
-             *[s.text() if s is not None else "-" for s in scores],
-             _cell(record.best_omega), f"{dur:.0f}" if dur is not None else "-", str(note)[:80]],
-            style="green" if complete else None))
+        run = [record.wandb_run_id or "-"] if wandb else []
+        row = TrialRow([str(t.number), state, *[_cell(t.params.get(k)) for k in keys],
+                        *[s.text() if s is not None else "-" for s in scores],
+                        _cell(record.best_omega), f"{dur:.0f}" if dur is not None else "-", *run, str(note)[:80]],
+                       style="green" if complete else None)
+        if wandb and web_url(record.wandb_url):
+            row.links[len(row.cells) - 2] = str(record.wandb_url)
+            table.run_urls.append(f"#{t.number} {record.wandb_url}")
+        table.rows.append(row)
     if complete_any := [t for t in trials if t.state == TrialState.COMPLETE]:
         objectives = list(zip(names, [d.name.lower() for d in study.directions]))
         table.verdict = study_verdict(complete_any, objectives, study.user_attrs.get("baseline_trial"),

@@ -75,6 +75,18 @@ class EpochLine(Callback):
                       f"test_noise_loss={record['test_loss']:.4f}{val}{extra}  {record['seconds']:.0f}s", soft_wrap=True)
 
 
+class RunLinkRecord(Callback):
+    """Stores the trial's W&B run (id, path, URL, folder) as soon as its tracker has opened it, so the study
+    links to the run even when the trial later fails or its worker dies. Runs after the tracker's callback."""
+
+    def __init__(self, trial: optuna.Trial, tracker: Any) -> None:
+        self.trial, self.tracker = trial, tracker
+
+    def on_train_start(self, run: TrainState) -> None:
+        if self.tracker.link is not None:
+            TrialRecord.write_run_link(self.trial, self.tracker.link)
+
+
 def scoring_split(cfg: Any) -> str:
     """Trials are scored and pruned on the validation split; on the test split only without one (val_size 0)."""
     return "val" if cfg.data.val_size > 0 else "test"
@@ -118,7 +130,7 @@ class SweepObjective:
                 callbacks.append(EpochLine(trial.number, keys))
             tracker = _tracker(cfg, spec, trial, params)
             if tracker is not None:
-                callbacks.append(tracker)
+                callbacks += [tracker, RunLinkRecord(trial, tracker)]
 
             from ddpm.train import train
 
@@ -169,6 +181,8 @@ class SweepObjective:
             TrialRecord.write(trial, retry_of=before, failure_reason=None, interrupted=False, resumed_from_epoch=epoch)
             if self.verbose:
                 console.print(f"trial {trial.number}: retry of trial {before}, resuming {run_dir} after epoch {epoch}", soft_wrap=True)
+        if before is not None:  # a retry inherits its predecessor's attributes: not its W&B run, it opens its own
+            TrialRecord.write_run_link(trial, None)
         run_dir.mkdir(parents=True, exist_ok=True)
         _mark(run_dir, self.spec, trial)
         TrialRecord.write(trial, run_dir=str(run_dir), host=socket.gethostname(), pid=os.getpid())

@@ -47,6 +47,10 @@ class TrialRecord:
     pid: Optional[int] = None
     baseline: bool = False                        # runs the sweep's base config (set when enqueued)
     grid_id: Optional[int] = None                 # a grid study's point index (set when enqueued)
+    wandb_run_id: Optional[str] = None            # the trial's W&B run (written when its tracker starts)
+    wandb_run_path: Optional[str] = None          # entity/project/run id (online only)
+    wandb_url: Optional[str] = None               # the run's page (online only)
+    wandb_dir: Optional[str] = None               # the run's local W&B folder (offline: what `wandb sync` uploads)
     # Optuna's system attributes (read only)
     retry_history: list[int] = field(default_factory=list)   # the failed trials this one retries, oldest first
     optuna_fail_reason: Optional[str] = None
@@ -75,6 +79,10 @@ class TrialRecord:
             pid=_int(a.get("pid")),
             baseline=bool(a.get("baseline")),
             grid_id=_int(a.get("grid_id")),
+            wandb_run_id=_str(a.get("wandb_run_id")),
+            wandb_run_path=_str(a.get("wandb_run_path")),
+            wandb_url=_str(a.get("wandb_url")),
+            wandb_dir=_str(a.get("wandb_dir")),
             retry_history=[int(n) for n in history if _int(n) is not None] if isinstance(history, list) else [],
             optuna_fail_reason=_str(system_attrs.get("fail_reason")),
             artifacts=_artifacts(system_attrs),
@@ -107,6 +115,14 @@ class TrialRecord:
             if name not in USER_FIELDS:
                 raise TypeError(f"TrialRecord has no field {name!r} (fields: {', '.join(USER_FIELDS)})")
             trial.set_user_attr(name, value)
+
+    @staticmethod
+    def write_run_link(trial: Any, link: Any) -> None:
+        """Store a tracker's ``RunLink`` (``ddpm.tracking.base``) on a running trial: the parts it has (offline:
+        no path or URL). None clears the fields (a retry inherits its predecessor's attributes, not its W&B run)."""
+        values = {"wandb_run_id": getattr(link, "run_id", None), "wandb_run_path": getattr(link, "path", None),
+                  "wandb_url": getattr(link, "url", None), "wandb_dir": getattr(link, "dir", None)}
+        TrialRecord.write(trial, **{k: v for k, v in values.items() if v is not None or link is None})
 
     # ---- what readers ask of it
 

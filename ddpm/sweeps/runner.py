@@ -121,7 +121,17 @@ def _open_sweep_study(spec: SweepSpec, url: str, create: bool, worker: Optional[
                 study.set_user_attr("baseline_trial", waiting[0].number)
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
+    _name_metrics(study)
     return study
+
+
+def _name_metrics(study: optuna.Study) -> None:
+    """Optuna's metric names = the objectives the study was created with (optuna-dashboard and Optuna's plots
+    show them instead of "Objective 0"); a study made before this gets them when it is next opened."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o["metric"] for o in study.user_attrs["objectives"]])
 
 
 @dataclass

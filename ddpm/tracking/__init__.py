@@ -15,11 +15,11 @@ from typing import Any, Optional
 
 from ddpm.config import ExperimentConfig
 from ddpm.redact import redact
-from ddpm.tracking.base import TRACKERS, RunSpec, Tracker, register_tracker
+from ddpm.tracking.base import TRACKERS, RunLink, RunSpec, Tracker, register_tracker
 from ddpm.tracking.wandb_env import wandb_dir, wandb_entity, wandb_project
 from ddpm.tracking.wandb_run import WandbTracker, configured_mode, has_credentials, resolve_mode, wandb_unreachable
 
-__all__ = ["TRACKERS", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
+__all__ = ["TRACKERS", "RunLink", "RunSpec", "Tracker", "WandbTracker", "configured_mode", "has_credentials",
            "log_study", "register_tracker", "resolve_mode", "run_tags", "tracker_callback", "wandb_unreachable"]
 
 # resolved mode -> tracker backend
@@ -36,13 +36,15 @@ def tracker_callback(cfg: ExperimentConfig, job_type: str, group: Optional[str] 
                      finish_on_train_end: bool = True, log_checkpoint: bool = False,
                      dir: Optional[str | Path] = None) -> Tracker:
     """The tracker for one run: W&B config = the resolved experiment config | ``extra_config`` (redacted).
-    ``dir``: where W&B writes (else tracking.dir, else WANDB_DIR, else the run folder)."""
+    ``dir``: where W&B writes (else tracking.dir, else WANDB_DIR, else the run folder).
+    The best checkpoint is uploaded as a model artifact when ``log_checkpoint`` or ``tracking.log_model``."""
     mode = resolve_mode(cfg.tracking.wandb)
     dir = dir if dir is not None else wandb_dir(cfg.tracking.dir)
     spec = RunSpec(project=wandb_project(cfg.tracking.project), entity=wandb_entity(cfg.tracking.entity),
                    job_type=job_type, name=name or cfg.name, group=group, tags=run_tags(cfg) + list(tags or []),
                    config=redact(cfg.to_dict() | dict(extra_config or {})), mode=mode,
-                   dir=Path(dir) if dir is not None else None, log_checkpoint=log_checkpoint)
+                   dir=Path(dir) if dir is not None else None,
+                   log_checkpoint=log_checkpoint or cfg.tracking.log_model)
     return TRACKERS[BACKEND_OF_MODE[mode]](spec, finish_on_train_end)
 
 

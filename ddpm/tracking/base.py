@@ -33,6 +33,17 @@ class RunSpec:
     run_id: Optional[str] = None         # a fixed W&B run id, resumed when it exists (the study run of a rerun)
 
 
+@dataclass
+class RunLink:
+    """Where a tracked run can be found again: its id always; online, its path (entity/project/id) and URL;
+    its local folder (what ``wandb sync`` uploads) in either mode."""
+
+    run_id: str
+    path: Optional[str] = None           # entity/project/id (online only)
+    url: Optional[str] = None            # the run's page (online only)
+    dir: Optional[str] = None            # the backend's local run folder (portable path)
+
+
 class Tracker(Callback):
     """A tracker that tracks nothing (the ``none`` backend), and the interface every backend implements.
 
@@ -68,6 +79,11 @@ class Tracker(Callback):
     @property
     def active(self) -> bool:
         return False
+
+    @property
+    def link(self) -> Optional[RunLink]:
+        """The open (or last opened) run's link; None when nothing is tracked."""
+        return None
 
 
 TrackerFactory = Callable[[RunSpec, bool], Tracker]

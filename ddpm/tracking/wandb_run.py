@@ -1,8 +1,9 @@
 """Weights & Biases backend: one W&B run per training run or sweep trial, ``epoch`` as the step metric.
 
 Per epoch: train/test noise loss, lr, throughput, any extra record key (e.g. the sweep's quick sample
-metric) and the epoch's 10x10 grid as an image. After training: summary (best test loss, final state) and,
-for sweeps, the guidance table. Tracking never stops training: the first W&B error prints one warning and
+metric) and the epoch's 10x10 grid as an image. After training: summary (best test loss, the final state as
+``trial_state``: W&B's UI has its own State column), the best checkpoint as a model artifact when
+``tracking.log_model`` is on and, for sweeps, the guidance table. Tracking never stops training: the first W&B error prints one warning and
 turns this tracker into a no-op; ``train()`` still writes metrics.jsonl and the grids.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import netrc
 import os
+import re
 import sys
 import threading
 import urllib.error
@@ -23,7 +25,7 @@ from rich.markup import escape
 
 from ddpm.progress import console
 from ddpm.redact import redact, redact_argv
-from ddpm.tracking.base import RunSpec, Tracker, register_tracker
+from ddpm.tracking.base import RunLink, RunSpec, Tracker, register_tracker
 from ddpm.tracking.wandb_env import CACHE_SUBDIR, STAGING_SUBDIR, run_files_in
 from ddpm.train import TrainState
 
@@ -155,6 +157,7 @@ class WandbTracker(Tracker):
     def __init__(self, spec: RunSpec, finish_on_train_end: bool = True) -> None:
         super().__init__(spec, finish_on_train_end)
         self._run: Any = None
+        self._link: Optional[RunLink] = None
         self._broken = False
         self._last_epoch = 0
 
@@ -184,6 +187,7 @@ class WandbTracker(Tracker):
                 self._fail("start", e2)
                 return
         try:
+            self._link = run_link(self._run, spec.mode)
             self._run.define_metric(spec.step_metric)
             self._run.define_metric("*", step_metric=spec.step_metric)
             if spec.step_metric == "epoch":
@@ -245,9 +249,9 @@ class WandbTracker(Tracker):
         if run is None:
             return
         try:
-            run.summary["state"] = state
+            run.summary["trial_state"] = state   # not "state": that would shadow the W&B UI's own State column
             if reason:
-                run.summary["state_reason"] = redact(reason)[:1000]
+                run.summary["trial_state_reason"] = redact(reason)[:1000]
             if state != "complete":
                 run.tags = tuple(dict.fromkeys([*run.tags, state]))
             run.finish(exit_code=EXIT_CODE.get(state, 1))
@@ -307,7 +311,7 @@ class WandbTracker(Tracker):
     def on_train_end(self, run: TrainState, status: str, reason: Optional[str]) -> None:
         if self._run is not None:
             try:
-                summary: dict[str, Any] = {"epochs_completed": run.epoch, "state": status}
+                summary: dict[str, Any] = {"epochs_completed": run.epoch, "trial_state": status}
                 best = best_epoch(run.history)
                 if best is not None:
                     summary["best/test_noise_loss"] = best["test_loss"]
@@ -316,7 +320,7 @@ class WandbTracker(Tracker):
                     summary["final/train_noise_loss"] = run.history[-1]["train_loss"]
                     summary["final/test_noise_loss"] = run.history[-1]["test_loss"]
                 if reason:
-                    summary["state_reason"] = redact(reason)[:1000]
+                    summary["trial_state_reason"] = redact(reason)[:1000]
                 self._run.summary.update(summary)
                 if self.spec.log_checkpoint and run.best_checkpoint.is_file():
                     with self._files():
@@ -329,7 +333,9 @@ class WandbTracker(Tracker):
     def _log_checkpoint(self, run: TrainState) -> None:
         import wandb
 
-        art = wandb.Artifact(f"{self.spec.name}-best", type="model",
+        # a study's trials share a project: the study name keeps trial-0 of two studies apart
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", "-".join(filter(None, (self.spec.group, self.spec.name))))
+        art = wandb.Artifact(f"{name}-best", type="model",
                              metadata={"best_test_noise_loss": run.best_test_loss, "epoch": run.epoch})
         art.add_file(str(run.best_checkpoint), name="best.pt")
         self._run.log_artifact(art, aliases=["best"])
@@ -387,5 +393,19 @@ class WandbTracker(Tracker):
     @property
     def run_id(self) -> Optional[str]:
         return getattr(self._run, "id", None)
+
+    @property
+    def link(self) -> Optional[RunLink]:
+        return self._link
+
+
+def run_link(run: Any, mode: str) -> RunLink:
+    """A W&B run's id and local folder; online also its path (entity/project/id) and URL (offline W&B has
+    neither: the entity is known only to the server)."""
+    from ddpm.io import portable_path
+
+    online = mode == "online"
+    return RunLink(run_id=run.id, path=run.path if online else None, url=run.url if online else None,
+                   dir=portable_path(run.settings.sync_dir))
 
 register_tracker("wandb")(WandbTracker)
