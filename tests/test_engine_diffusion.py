@@ -35,6 +35,7 @@ def test_dropout_happens_at_rate_mask_p(tiny_cfg):
     assert torch.equal(dropped_c[~drop], c[~drop])
 
 
+@pytest.mark.slow
 def test_forward_drops_conditions_inside_the_loss(tiny_cfg):
     """The seed never dropped (it read a missing field): count null conditions reaching the network."""
     model = ConditionalDDPM(tiny_cfg(**{"diffusion.mask_p": 0.5}))

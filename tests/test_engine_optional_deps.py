@@ -52,6 +52,7 @@ def test_the_blocker_blocks(tmp_path):
     assert r.returncode != 0 and "blocked by the test" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_help_and_engine_import_without_optuna_wandb(tmp_path):
     env = without_optuna_wandb(tmp_path)
     for cmd in ("train", "bench", "sample"):
@@ -90,6 +91,7 @@ def test_tiny_train_and_bench_without_optuna_wandb(tmp_path):
     assert rows[0]["fast"]["train"]["images_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_report_without_matplotlib_is_a_one_line_hint(tmp_path):
     """matplotlib is a dependency; an environment that lacks it gets a hint, not ModuleNotFoundError."""
     from helpers import assert_one_line_error, sweep_file

@@ -391,6 +391,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_train_classifier_force_retrains_and_evaluation_uses_it(tiny_model, tmp_path, monkeypatch, capsys):
     from ddpm.evaluation.classifier import ClassifierCache, shipped_classifier_path
 
@@ -429,6 +430,7 @@ def test_train_classifier_force_retrains_and_evaluation_uses_it(tiny_model, tmp_
     assert doc["classifier"] != load_classifier(shipped).key
 
 
+@pytest.mark.slow
 def test_reference_statistics_live_on_the_classifier_object(clf, cache):
     """No module-level memo: the same classifier object answers from memory, a freshly loaded one from disk."""
     first = reference_stats(clf, split="val", val_size=700)

@@ -292,6 +292,7 @@ def test_read_only_commands_on_missing_paths_create_nothing(tmp_path, monkeypatc
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["../escape", "a/b", "/abs/x", "..", "sub/../../up"])
 def test_report_of_a_study_named_with_path_characters_stays_under_reports(tmp_path, monkeypatch, capsys, name,
                                                                           tiny_cfg):
