@@ -31,3 +31,17 @@ def test_sweep_in_a_log_prints_progress_lines_and_the_end_paths(tmp_path):
     assert f"best config: {best}" in lines
     assert f"rerun the best config: ddpm train {best}" in lines
     assert (tmp_path / best).is_file() and "\x1b[" not in out
+
+
+@pytest.mark.slow
+def test_a_sweep_with_workers_shows_the_study_progress_from_the_storage(tmp_path):
+    """`ddpm sweep --workers 2` runs its trials in worker processes with their progress off; the parent reads
+    the storage and prints one study line per finished trial, ending at N/N."""
+    path = sweep_file(tmp_path, study="watched-workers", n_trials=2)
+    env = cli_env(DDPM_PROGRESS="1", DDPM_PROGRESS_INTERVAL="0")
+    r = subprocess.run([sys.executable, "-m", "ddpm", "sweep", str(path), "--workers", "2"], cwd=tmp_path, env=env,
+                       text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    out = r.stdout
+    assert r.returncode == 0, out[-3000:]
+    finished = [ln for ln in out.splitlines() if ln.startswith("study watched-workers: trial finished ")]
+    assert len(finished) == 2 and "2/2 finished" in finished[-1], out[-3000:]

@@ -273,7 +273,9 @@ def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_tr
         with StudyProgress(spec.study, *_study_total(spec, b, n_trials)) as progress:
             run_worker(spec, url, n_trials, timeout, progress=progress)
     else:
-        _run_subprocess_workers(spec, url, workers, n_trials, timeout, extra_worker_args, threads)
+        with StudyProgress(spec.study, *_study_total(spec, b, n_trials)) as progress:
+            _run_subprocess_workers(spec, url, workers, n_trials, timeout, extra_worker_args, threads,
+                                    watch=(study, progress))
     if spec.sampler == "grid":
         left = Budget.of(study).waiting
         if left:
@@ -291,8 +293,41 @@ def _study_total(spec: SweepSpec, b: Budget, n_trials: Optional[int]) -> tuple[O
     return n, b.live - b.waiting - b.running
 
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _wait_for_workers(procs: list[subprocess.Popen], watch: Optional[tuple[optuna.Study, StudyProgress]],
+                      poll_s: float = 3.0) -> list[int]:
+    """Wait for the worker processes; meanwhile move the study bar (or print its plain lines) as their trials
+    finish, read from the storage every ``poll_s`` seconds (the workers run with their own progress off)."""
+    seen: Optional[set[int]] = None
+    while True:
+        running = any(p.poll() is None for p in procs)
+        if watch is not None:
+            seen = _show_finished(*watch, seen)
+        if not running:   # one last look after the last worker exited: its final trials count too
+            return [p.returncode for p in procs]
+        try:
+            next(p for p in procs if p.poll() is None).wait(timeout=poll_s)
+        except (subprocess.TimeoutExpired, StopIteration):
+            pass
+
+
+def _show_finished(study: optuna.Study, progress: StudyProgress, seen: Optional[set[int]]) -> Optional[set[int]]:
+    """Tell the study bar about the trials that finished since the last look (the first look only counts)."""
+    try:
+        done = {t.number: t for t in study.get_trials(deepcopy=False, states=FINISHED)}
+    except Exception:  # a busy or locked storage: the bar waits for the next look, the workers do not
+        return seen
+    for n in sorted(set(done) - seen) if seen is not None else ():
+        d = done[n].duration
+        progress.trial_finished(d.total_seconds() if d is not None else None)
+    return set(done)
+
+
 def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: Optional[int],
-                            timeout: Optional[float], extra: tuple[str, ...], threads: Optional[int] = None) -> None:
+                            timeout: Optional[float], extra: tuple[str, ...], threads: Optional[int] = None,
+                            watch: Optional[tuple[optuna.Study, StudyProgress]] = None) -> None:
     threads = threads or max(1, (os.cpu_count() or 1) // workers)  # N workers share the cores, no oversubscription
     args = [sys.executable, "-m", "ddpm", "worker", str(spec.path), "--threads", str(threads), *extra]
     if n_trials is not None:
@@ -302,7 +337,7 @@ def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: O
     env = {**os.environ, STORAGE_ENV: url, "DDPM_PROGRESS": "0"}  # N workers' progress bars would garble the terminal
     procs = [subprocess.Popen(args + ["--worker-id", str(i)], env=env) for i in range(workers)]
     try:
-        codes = [p.wait() for p in procs]
+        codes = _wait_for_workers(procs, watch)
     except KeyboardInterrupt:
         for p in procs:  # a terminal's Ctrl-C reaches them already; a signal sent to us alone does not
             if p.poll() is None:
