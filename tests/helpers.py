@@ -191,9 +191,10 @@ def wandb_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
 
 
 def wandb_offline_env(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
-    """Real W&B in offline mode for this test: every W&B folder under ``root``, no network, no key."""
+    """Real W&B in offline mode for this test: every W&B folder under ``root``, no network, no key. WANDB_DIR
+    stays unset: it is honoured (it would move the runs out of their run folders, which the tests read)."""
     wandb_env(monkeypatch, WANDB_DISABLE_CODE="true",
-              **{var: str(root / sub) for var, sub in (("WANDB_DIR", "wandb-dir"), ("WANDB_CONFIG_DIR", "wandb-config"),
+              **{var: str(root / sub) for var, sub in (("WANDB_CONFIG_DIR", "wandb-config"),
                                                        ("WANDB_CACHE_DIR", "wandb-cache"), ("WANDB_DATA_DIR", "wandb-data"),
                                                        ("WANDB_ARTIFACT_DIR", "wandb-artifacts"))})
     return root
