@@ -18,7 +18,7 @@ import os
 import pkgutil
 import re
 import sys
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from ddpm.errors import ConfigError, DDPMError
 from ddpm.registry import Registry
@@ -115,14 +115,21 @@ def configure_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
+def _comma_list(text: str, flag: str, cast: Callable[[str], Any], expected: str, one: str) -> list[Any]:
+    """``text`` split at commas and each piece cast, else a one-line ConfigError: ``expected`` names what
+    the pieces should be, ``one`` what at least one of them is."""
+    try:
+        values = [cast(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated {expected}") from None
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: give at least one {one}")
+    return values
+
+
 def parse_floats(text: str, flag: str) -> list[float]:
     """``--omega 0,0.5,2`` -> [0.0, 0.5, 2.0]: finite numbers, at least one, else a one-line ConfigError."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip() != ""]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0,0.5,2") from None
-    if not values:
-        raise ConfigError(f"{flag} {text!r}: give at least one number")
+    values = _comma_list(text, flag, float, "numbers, e.g. 0,0.5,2", "number")
     bad = [v for v in values if not math.isfinite(v)]
     if bad:
         raise ConfigError(f"{flag} {text!r}: {bad[0]} is not a finite number; give finite weights, e.g. 0,0.5,2")
@@ -131,13 +138,7 @@ def parse_floats(text: str, flag: str) -> list[float]:
 
 def parse_ints(text: str, flag: str) -> list[int]:
     """``--labels 3,7`` -> [3, 7] (their range is the model's to check), else a one-line ConfigError."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip() != ""]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated class indices") from None
-    if not values:
-        raise ConfigError(f"{flag} {text!r}: give at least one class index")
-    return values
+    return _comma_list(text, flag, int, "class indices", "class index")
 
 
 def command_summary(doc: str) -> str:

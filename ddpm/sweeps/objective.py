@@ -44,14 +44,19 @@ class PruningCallback(Callback):
     def __init__(self, trial: optuna.Trial, prune: PruneSpec, active: bool) -> None:
         self.trial, self.prune, self.active = trial, prune, active
         self.metric = PRUNE_METRICS[prune.metric]
+        self.classifiers: Any = None   # a ClassifierCache once samples are scored: one load per trial, not per epoch
 
     def on_epoch_metrics(self, run: TrainState, record: dict[str, Any]) -> None:
         if not self.metric.needs_samples:
             return
         from ddpm.evaluation import quick_metric
+        from ddpm.evaluation.classifier import ClassifierCache
 
+        self.classifiers = self.classifiers or ClassifierCache()
+        device = next(run.eval_model.parameters()).device
+        clf = self.classifiers.get(run.cfg.data.dataset, run.cfg.data.root, device)
         record.update(quick_metric(run.eval_model, run.cfg, n=self.prune.n, steps=self.prune.steps,
-                                   split=scoring_split(run.cfg)))
+                                   split=scoring_split(run.cfg), classifier=clf))
 
     def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
         value = self.metric.value(record)
