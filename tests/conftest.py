@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from helpers import REPO, TINY, classifier_cache, postgres_url, run_cli, sigint_default  # noqa: F401
+from helpers import REPO, TINY, classifier_cache, postgres_url, run_cli, seaweedfs_s3, sigint_default  # noqa: F401
 
 os.environ.setdefault("DDPM_PROGRESS", "0")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -51,3 +51,21 @@ def tiny_classifier(tmp_path_factory):
     """A DDPM_CACHE holding a quickly trained evaluation classifier (its FID features are what matter here)."""
     with classifier_cache(tmp_path_factory.mktemp("ddpm-cache")) as path:
         yield path
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One SeaweedFS S3 server on loopback for the session (helpers.seaweedfs_s3): ``.endpoint`` and ``.env``, the
+    AWS_* variables of a client. Tests use their own bucket names. Skipped without `weed` outside CI."""
+    with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This test's process talks to the test S3 server: only its AWS_* variables are set (none of the caller's)."""
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    for k, v in s3_server.env.items():
+        monkeypatch.setenv(k, v)
+    return s3_server

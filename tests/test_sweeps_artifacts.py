@@ -78,14 +78,15 @@ def test_one_study_one_store(tmp_path):
 
 
 def test_unknown_store_kind_is_a_one_line_error(tmp_path, capsys):
-    """s3:// comes later (issue 16): until then the sweep file key and the flag name what is allowed."""
+    """A scheme no opener is registered for: the sweep file key and the flag name what is allowed."""
     from ddpm.cli import main
     from ddpm.sweeps.spec import load_sweep
 
-    with pytest.raises(ConfigError, match=r"sweep.yaml: artifacts = 's3://bucket/x': must be a folder path"):
-        load_sweep(sweep_file(tmp_path, artifacts="s3://bucket/x"))
-    assert main(["sweep", str(sweep_file(tmp_path, name="ok.yaml")), "--artifacts", "s3://b"]) == 2
-    assert "--artifacts: artifacts = 's3://b': must be a folder path" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"sweep.yaml: artifacts = 'gs://bucket/x': must be a folder path "
+                                          r"\(file://, s3:// or a plain path\)"):
+        load_sweep(sweep_file(tmp_path, artifacts="gs://bucket/x"))
+    assert main(["sweep", str(sweep_file(tmp_path, name="ok.yaml")), "--artifacts", "gs://b"]) == 2
+    assert "--artifacts: artifacts = 'gs://b': must be a folder path" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()   # refused before any study or run folder was made
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         (tmp_path / "f").write_text("x")

@@ -9,15 +9,22 @@ holds an additional copy.
 A study has one store, recorded with the study (user attribute ``artifact_store``) when it is created:
 
 - a plain path or ``file://path``: ``optuna.artifacts.FileSystemArtifactStore`` (the default,
-  ``<out_dir>/<study>/artifacts/`` beside the study's run folders).
+  ``<out_dir>/<study>/artifacts/`` beside the study's run folders);
+- ``s3://bucket/prefix``: an S3-compatible object store (ddpm/sweeps/artifact_s3.py; AWS environment variables).
+
+Besides Optuna's own uploads (random artifact ids), ``put_file`` / ``get_file`` store and fetch a file under a key
+the caller names (``trial-3/checkpoints/last.pt``: keys may hold '/') in any store.
 
 The location comes from ``--artifacts PATH``, else the sweep file's ``artifacts:`` key, else the one the study
 recorded, else the default. Adding a store (``s3://``) is one opener plus one registry line.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 from ddpm.errors import ConfigError
 from ddpm.registry import Registry
@@ -43,12 +50,24 @@ def _file_path(location: str) -> Path:
 def _filesystem(location: str, create: bool) -> Any:
     from optuna.artifacts import FileSystemArtifactStore
 
+    class FolderArtifactStore(FileSystemArtifactStore):
+        """Optuna's folder store whose keys may name sub-folders (made on write); a file appears whole (written
+        beside, then renamed), as an object does in S3."""
+
+        def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+            target = self._get_filepath(artifact_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(f"{target.name}.part-{os.getpid()}")
+            with open(part, "wb") as f:
+                shutil.copyfileobj(content_body, f)
+            os.replace(part, target)
+
     path = _file_path(location)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"artifact store {location!r}: {path} is a file, not a folder")
     if create:
         path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(path)
+    return FolderArtifactStore(path)
 
 
 def open_artifact_store(location: str, create: bool = True) -> Any:
@@ -58,6 +77,30 @@ def open_artifact_store(location: str, create: bool = True) -> Any:
         raise ConfigError(f"artifact store {location!r}: unknown kind {scheme!r}; valid: a folder path "
                           f"({', '.join(f'{s}://' for s in sorted(ARTIFACT_STORES))} or a plain path)")
     return ARTIFACT_STORES[scheme](location, create)
+
+
+def put_file(store: Any, key: str, path: str | Path) -> None:
+    """Store the local file ``path`` under ``key`` (e.g. ``trial-3/checkpoints/last.pt``) in any artifact store."""
+    with open(path, "rb") as f:
+        store.write(key, f)
+
+
+def get_file(store: Any, key: str, path: str | Path) -> bool:
+    """Fetch ``key`` from any artifact store into ``path`` (written beside it, then renamed: never half a file);
+    False when the store has no such key."""
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    try:
+        reader = store.open_reader(key)
+    except ArtifactNotFound:
+        return False
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f"{path.name}.part-{os.getpid()}")
+    with contextlib.closing(reader), open(part, "wb") as out:
+        shutil.copyfileobj(reader, out)
+    os.replace(part, path)
+    return True
 
 
 def default_artifact_location(out_dir: str | Path, study: str) -> str:
@@ -81,6 +124,7 @@ def record_artifact_location(study: Any, wanted: Optional[str], out_dir: str | P
         if wanted and not same_location(wanted, recorded):
             raise ConfigError(f"artifacts = {wanted!r}: study {study.study_name!r} keeps its artifacts in "
                               f"{recorded!r}; use that store (or leave artifacts unset), or start a new study")
+        open_artifact_store(recorded, create=True)  # a store gone bad (s3://: unreachable, denied) fails before any trial
         return recorded
     location = wanted or default_artifact_location(out_dir, study.study_name)
     open_artifact_store(location, create=True)  # a bad location fails before any trial runs
@@ -111,3 +155,6 @@ def upload_trial_files(trial: Any, run_dir: Path, location: str) -> dict[str, st
 
 # named, not guessed: the system's MIME table may map .pt to an unrelated type (one maps it to a SNES format)
 MIMETYPES = {".png": "image/png", ".pt": "application/octet-stream"}
+
+
+from ddpm.sweeps import artifact_s3  # noqa: E402,F401  registers s3:// (it imports the registry above)

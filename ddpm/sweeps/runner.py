@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from ddpm.errors import ConfigError
 from ddpm.progress import StudyProgress, console
 from ddpm.redact import redact, secrets_of
-from ddpm.sweeps.artifacts import record_artifact_location
+from ddpm.sweeps.artifacts import open_artifact_store, record_artifact_location
 from ddpm.sweeps.grid import enqueue_grid
 from ddpm.sweeps.locks import StudyLock, study_lock
 from ddpm.sweeps.objective import SweepObjective
@@ -97,6 +97,8 @@ def _open_sweep_study(spec: SweepSpec, url: str, create: bool, worker: Optional[
                               f"{have}, the sweep file asks {spec.directions}; rename the study")
     elif not create:
         raise ConfigError(f"study {spec.study!r} is not in {redact_url(url)}; start it with `ddpm sweep {spec.path}`")
+    if spec.artifacts and spec.study not in existing:
+        open_artifact_store(spec.artifacts, create=True)  # a bad store (s3://: unreachable, denied) fails before the study exists
     study = optuna.create_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner,
                                 directions=spec.directions, load_if_exists=True)
     note = spec.pin_base(study)  # trials start from the base config stored with the study
