@@ -3,6 +3,7 @@ SeaweedFS started on the loopback address by the ``s3_server`` fixture (tests/he
 ``put_file`` / ``get_file`` operations on every store, and the one-line errors of a bad location, endpoint or key."""
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -75,6 +76,22 @@ def test_an_unreachable_endpoint_is_one_line(monkeypatch):
         open_artifact_store("s3://bucket/p")
 
 
+def test_missing_credentials_name_the_variables(monkeypatch, tmp_path):
+    """No key in the environment, no AWS config files, no instance metadata: the variables to set are named."""
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    for k, v in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}", "AWS_EC2_METADATA_DISABLED": "true",
+                 "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                 "AWS_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=r"s3://bucket/p: no AWS credentials for http://127\.0\.0\.1:\d+; "
+                                          r"set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"):
+        open_artifact_store("s3://bucket/p")
+    from ddpm.sweeps.artifact_s3 import s3_client
+
+    assert s3_client("s3://bucket/p").meta.region_name == "eu-west-1"   # AWS_REGION when AWS_DEFAULT_REGION is unset
+
+
 def test_put_and_get_file_on_a_folder_store(tmp_path):
     """Keys the caller names, with sub-folders; a missing key is False (and writes nothing); a key leaving the
     store is refused by Optuna's folder store."""
@@ -127,6 +144,21 @@ def test_the_store_round_trips_files_under_its_prefix(s3_env, tmp_path, monkeypa
     assert S3_SECRET_KEY not in str(e.value) and "wrong-secret" not in str(e.value)
 
 
+def _dashboard_get(storage: str, tmp_path: Path, path: str) -> bytes:
+    """GET ``path`` from `ddpm dashboard`'s WSGI application on the study (in this process, no port)."""
+    from wsgiref.util import setup_testing_defaults
+
+    from ddpm.sweeps.dashboard import dashboard_app, dashboard_target
+
+    app = dashboard_app(dashboard_target("tiny", storage, tmp_path / "runs"))
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status and status[0].startswith("200"), (status, body[:300])
+    return body
+
+
 def _secret_free(texts: dict[str, str]) -> None:
     for where, text in texts.items():
         assert S3_SECRET_KEY not in text, where
@@ -135,7 +167,8 @@ def _secret_free(texts: dict[str, str]) -> None:
 @pytest.mark.slow
 def test_a_sweep_stores_its_grids_and_best_checkpoint_in_s3(s3_env, tmp_path):
     """`ddpm sweep --artifacts s3://bucket/prefix`: the study records the location, the trial's grids and best.pt
-    are objects under the prefix and download byte-identical to the run folder's; the secret key is in no output,
+    are objects under the prefix and download byte-identical to the run folder's (through the store and through
+    `ddpm dashboard`'s optuna-dashboard application); the secret key is in no output,
     no study or trial attribute and no file the sweep or `ddpm report` wrote."""
     bucket = _bucket()
     location = f"s3://{bucket}/team/tiny"
@@ -156,6 +189,8 @@ def test_a_sweep_stores_its_grids_and_best_checkpoint_in_s3(s3_env, tmp_path):
     for m in metas:
         out = tmp_path / "down" / m.filename
         assert get_file(store, m.artifact_id, out) and out.read_bytes() == local[m.filename].read_bytes(), m.filename
+        assert _dashboard_get(storage, tmp_path, f"/artifacts/{study._study_id}/{trial._trial_id}/{m.artifact_id}") \
+            == local[m.filename].read_bytes(), m.filename   # optuna-dashboard serves it from the bucket
     rep = run_cli("report", "tiny", "--storage", storage, "--out", str(tmp_path / "report"), cwd=tmp_path, env=env)
     assert rep.returncode == 0, rep.stderr[-3000:]
     files = {str(p): p.read_text(errors="replace") for p in tmp_path.rglob("*")

@@ -108,8 +108,9 @@ def s3_client(location: str) -> Any:
         raise ConfigError(f"artifact store {location!r}: boto3 is not installed; pip install '{S3_EXTRA}' "
                           f"(bash scripts/setup.sh installs it)") from None
     config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "total_max_attempts": 3})
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None   # boto3 reads only the first
     try:
-        return boto3.session.Session().client("s3", config=config)
+        return boto3.session.Session(region_name=region).client("s3", config=config)
     except ValueError as e:   # botocore: "Invalid endpoint: ..."
         raise ConfigError(f"artifact store {location!r}: {_clean(str(e))}; set AWS_ENDPOINT_URL (or "
                           f"AWS_ENDPOINT_URL_S3) to the server's URL, e.g. http://host:8333") from None
