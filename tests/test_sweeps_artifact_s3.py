@@ -67,7 +67,7 @@ def test_an_unreachable_endpoint_is_one_line(monkeypatch):
                  "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    with pytest.raises(ConfigError, match=r"artifact store s3://bucket/p: cannot reach the S3 endpoint "
+    with pytest.raises(ConfigError, match=r"artifact store 's3://bucket/p': cannot reach the S3 endpoint "
                                           r"http://127\.0\.0\.1:\d+ .*AWS_ENDPOINT_URL") as e:
         open_artifact_store("s3://bucket/p")
     assert S3_SECRET_KEY not in str(e.value)
@@ -84,7 +84,7 @@ def test_missing_credentials_name_the_variables(monkeypatch, tmp_path):
                  "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
                  "AWS_REGION": "eu-west-1"}.items():
         monkeypatch.setenv(k, v)
-    with pytest.raises(ConfigError, match=r"s3://bucket/p: no AWS credentials for http://127\.0\.0\.1:\d+; "
+    with pytest.raises(ConfigError, match=r"'s3://bucket/p': no AWS credentials for http://127\.0\.0\.1:\d+; "
                                           r"set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"):
         open_artifact_store("s3://bucket/p")
     from ddpm.sweeps.artifact_s3 import s3_client
@@ -213,7 +213,7 @@ def test_a_bad_store_is_one_line_and_leaves_the_study_alone(s3_env, tmp_path):
     env = {"PYTHONPATH": str(REPO), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}"}
     location = f"s3://{_bucket()}/p"
     r = run_cli("sweep", str(path), "--artifacts", location, cwd=tmp_path, env=env)
-    line = assert_one_line_error(r, f"artifact store {location}: cannot reach the S3 endpoint", "AWS_ENDPOINT_URL")
+    line = assert_one_line_error(r, f"artifact store '{location}': cannot reach the S3 endpoint", "AWS_ENDPOINT_URL")
     assert S3_SECRET_KEY not in line
     assert not storage.exists() or optuna.get_all_study_summaries(f"sqlite:///{storage}") == []
     spec = load_sweep(path)
@@ -225,7 +225,7 @@ def test_a_bad_store_is_one_line_and_leaves_the_study_alone(s3_env, tmp_path):
     wrong = "wrong-" + S3_SECRET_KEY[::-1]
     r = run_cli("sweep", str(path), "--n-trials", "2", cwd=tmp_path,
                 env={"PYTHONPATH": str(REPO), "AWS_SECRET_ACCESS_KEY": wrong})
-    line = assert_one_line_error(r, f"artifact store {location}: access denied", "AWS_SECRET_ACCESS_KEY")
+    line = assert_one_line_error(r, f"artifact store '{location}': access denied", "AWS_SECRET_ACCESS_KEY")
     assert S3_SECRET_KEY not in r.stdout + r.stderr and wrong not in r.stdout + r.stderr
     after = optuna.load_study(study_name="tiny", storage=f"sqlite:///{storage}")
     assert len(after.trials) == n and after.user_attrs == attrs

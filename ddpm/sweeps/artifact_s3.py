@@ -93,7 +93,7 @@ def open_s3_store(location: str, create: bool) -> PrefixedBoto3ArtifactStore:
     with _explained(where, client):
         if not _bucket_exists(client, where):
             if not create:
-                raise ConfigError(f"artifact store {where}: no bucket {where.bucket!r} at {_endpoint(client)}; "
+                raise ConfigError(f"artifact store {str(where)!r}: no bucket {where.bucket!r} at {_endpoint(client)}; "
                                   f"create it (e.g. `aws s3 mb s3://{where.bucket}`) or check AWS_ENDPOINT_URL")
             _create_bucket(client, where.bucket)
     return PrefixedBoto3ArtifactStore(where, client)
@@ -148,7 +148,7 @@ class _explained:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(err, (BotoCoreError, ClientError)):
-            raise ConfigError(f"artifact store {self.where}: {explain_s3_error(err, self.where, self.client)}") from None
+            raise ConfigError(f"artifact store {str(self.where)!r}: {explain_s3_error(err, self.where, self.client)}") from None
         return False
 
 
