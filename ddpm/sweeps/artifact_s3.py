@@ -16,10 +16,11 @@ Every failure is one ConfigError line naming the location, the endpoint and what
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 from optuna.artifacts import Boto3ArtifactStore
 
@@ -132,24 +133,21 @@ def _create_bucket(client: Any, bucket: str) -> None:
     region = client.meta.region_name
     kwargs = ({"CreateBucketConfiguration": {"LocationConstraint": region}}
               if region and region not in ("us-east-1", "aws-global") else {})
-    client.create_bucket(Bucket=bucket, **kwargs)
+    try:
+        client.create_bucket(Bucket=bucket, **kwargs)
+    except client.exceptions.BucketAlreadyOwnedByYou:   # another worker made it a moment ago
+        pass
 
 
-class _explained:
-    """``with _explained(where, client):`` turns boto3's exceptions into one-line ConfigErrors."""
+@contextlib.contextmanager
+def _explained(where: S3Location, client: Any) -> Iterator[None]:
+    """Inside the block, boto3's exceptions become one-line ConfigErrors (Optuna's ArtifactNotFound passes)."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    def __init__(self, where: S3Location, client: Any) -> None:
-        self.where, self.client = where, client
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, err: Any, tb: Any) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(err, (BotoCoreError, ClientError)):
-            raise ConfigError(f"artifact store {str(self.where)!r}: {explain_s3_error(err, self.where, self.client)}") from None
-        return False
+    try:
+        yield
+    except (BotoCoreError, ClientError) as err:
+        raise ConfigError(f"artifact store {str(where)!r}: {explain_s3_error(err, where, client)}") from None
 
 
 def explain_s3_error(err: Exception, where: S3Location, client: Any) -> str:
@@ -166,7 +164,8 @@ def explain_s3_error(err: Exception, where: S3Location, client: Any) -> str:
         code = _code(err)
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                     "ExpiredToken", "AllAccessDisabled"):
-            return f"access denied ({code}) to bucket {where.bucket!r} at {endpoint}; check {_CREDENTIALS} and the bucket's policy"
+            return (f"access denied ({code}) to bucket {where.bucket!r} at {endpoint}; check {_CREDENTIALS} "
+                    f"and the bucket's policy")
         if code in ("NoSuchBucket", "404"):
             return f"no bucket {where.bucket!r} at {endpoint}; create it or check AWS_ENDPOINT_URL"
         if code in ("BucketAlreadyExists", "InvalidBucketName"):

@@ -124,7 +124,7 @@ def record_artifact_location(study: Any, wanted: Optional[str], out_dir: str | P
         if wanted and not same_location(wanted, recorded):
             raise ConfigError(f"artifacts = {wanted!r}: study {study.study_name!r} keeps its artifacts in "
                               f"{recorded!r}; use that store (or leave artifacts unset), or start a new study")
-        open_artifact_store(recorded, create=True)  # a store gone bad (s3://: unreachable, denied) fails before any trial
+        open_artifact_store(recorded, create=True)  # a store gone bad (unreachable, denied) fails before a trial
         return recorded
     location = wanted or default_artifact_location(out_dir, study.study_name)
     open_artifact_store(location, create=True)  # a bad location fails before any trial runs
