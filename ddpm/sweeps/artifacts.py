@@ -101,11 +101,16 @@ def trial_files(run_dir: Path) -> list[Path]:
 
 def upload_trial_files(trial: Any, run_dir: Path, location: str) -> dict[str, str]:
     """Upload the trial's grids and best checkpoint to the store at ``location``; returns file name -> artifact id."""
+    return {Path(rel).name: i for rel, i in upload_files(trial, run_dir, open_artifact_store(location, create=True)).items()}
+
+
+def upload_files(trial: Any, run_dir: Path, store: Any) -> dict[str, str]:
+    """``trial_files`` uploaded with ``optuna.artifacts.upload_artifact``; returns run-folder path -> artifact id."""
     from optuna.artifacts import upload_artifact
 
-    store = open_artifact_store(location, create=True)
-    return {p.name: upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=trial,
-                                    mimetype=MIMETYPES.get(p.suffix, "application/octet-stream"))
+    return {p.relative_to(run_dir).as_posix(): upload_artifact(
+                artifact_store=store, file_path=str(p), study_or_trial=trial,
+                mimetype=MIMETYPES.get(p.suffix, "application/octet-stream"))
             for p in trial_files(run_dir)}
 
 
