@@ -19,11 +19,9 @@ from ddpm.report.html import write_html
 from ddpm.report.markdown import write_markdown
 from ddpm.report.sections import SECTIONS, ReportContext, build_sections, register_section
 from ddpm.report.trials_csv import write_trials_csv
+from ddpm.sweeps.trial_outputs import STORE_CACHE
 
 __all__ = ["write_report", "default_report_dir", "collect", "StudyData", "StudyNotFound", "SECTIONS", "register_section"]
-
-
-STORE_CACHE = ".store-cache"   # under the report folder: trial files downloaded from the study's artifact store
 
 
 def default_report_dir(study_name: str) -> Path:

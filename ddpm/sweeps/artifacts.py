@@ -4,7 +4,8 @@ Each completed trial uploads its sample grids (``grids/*.png``: the guidance gri
 any per-epoch grids) and its best checkpoint (``checkpoints/best.pt``) with ``optuna.artifacts.upload_artifact``;
 Optuna records each artifact's id, file name and MIME type in the trial's system attributes, which
 optuna-dashboard lists (and ``TrialRecord.artifacts`` reads). The run folder keeps its own files: the store
-holds an additional copy.
+holds an additional copy. ``ddpm.sweeps.trial_outputs`` sends the rest of a trial's outputs here too (checkpoints
+and metrics after each epoch, the guidance files at the end), so any machine can resume or report the trial.
 
 A study has one store, recorded with the study (user attribute ``artifact_store``) when it is created:
 

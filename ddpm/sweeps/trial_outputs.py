@@ -15,8 +15,8 @@ an unreferenced artifact in the store). Artifacts a retry inherited from its pre
 failed trial's record still points at them.
 
 Readers: ``fetch_outputs`` (a retry on a machine without its predecessor's run folder downloads the folder and
-resumes after the stored epoch) and ``TrialFiles`` (``ddpm report``: a file from the run folder when this machine
-holds it, else downloaded once into a cache folder).
+resumes after the stored epoch) and ``TrialFiles`` (``ddpm report``, the confirmation stage's best.pt: a file from
+the run folder when this machine holds it, else downloaded once into a cache folder).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ddpm.sweeps.record import TrialRecord
 EPOCH_FILES = ("checkpoints/last.pt", "metrics.jsonl", "config.yaml", "checkpoints/best.pt", "grids/epoch-*.png")
 FINAL_FILES = (*EPOCH_FILES, "eval.json", "grids/*.png")   # + the guidance table's grids and eval.json
 
+STORE_CACHE = ".store-cache"   # where a reader keeps files downloaded from the store (under its output folder)
 Signature = tuple[int, int]   # (size, mtime_ns): a file rewritten since its upload is sent again
 
 
@@ -180,3 +181,9 @@ class TrialFiles:
             return self.run_dir / rel
         artifact_id = self.outputs.get(Path(rel).as_posix())
         return self.cache.get(artifact_id, rel) if self.cache is not None and artifact_id else None
+
+
+def trial_file(record: TrialRecord, rel: str, location: Optional[str], cache: Path) -> Optional[Path]:
+    """A trial's file at run-folder path ``rel``: its run folder's, else the store's copy (cached in ``cache``)."""
+    run_dir = Path(record.run_dir) if record.run_dir else None
+    return TrialFiles(run_dir, record.outputs, StoreCache(location, cache)).path(rel)
