@@ -60,6 +60,24 @@ def test_each_epoch_replaces_the_previous_copy(tmp_path):
     assert sorted(p.name for p in Path(location).iterdir()) == sorted(second.values())   # one copy per file
 
 
+def test_same_bytes_share_one_artifact(tmp_path):
+    """An epoch that improved leaves best.pt = last.pt: one upload; the shared copy stays while either names it."""
+    study, run, location = _study(tmp_path), tmp_path / "run", str(tmp_path / "store")
+    outputs = TrialOutputs(study.ask(), location)
+    _epoch(run, 1)
+    (run / "checkpoints" / "best.pt").write_bytes(b"last 1")
+    outputs.sync(run)
+    first = _stored(study)
+    assert first["checkpoints/best.pt"] == first["checkpoints/last.pt"]
+    _epoch(run, 2, best=False)                                 # last.pt moves on, best.pt still names epoch 1
+    outputs.sync(run)
+    second = _stored(study)
+    store = FileSystemArtifactStore(location)
+    assert second["checkpoints/best.pt"] == first["checkpoints/best.pt"] != second["checkpoints/last.pt"]
+    assert _read(store, second["checkpoints/best.pt"]) == b"last 1" and _read(store, second["checkpoints/last.pt"]) == b"last 2"
+    assert sorted(p.name for p in Path(location).iterdir()) == sorted(set(second.values()))
+
+
 class _DiesMidUpload(FileSystemArtifactStore):
     """A real folder store whose writes stop halfway (a process killed during an upload)."""
 

@@ -50,6 +50,13 @@ def _signature(path: Path) -> Signature:
     return st.st_size, st.st_mtime_ns
 
 
+def _digest(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def write_artifact(store: Any, path: Path) -> str:
     """Upload ``path`` as a new artifact (Optuna's id format, a UUID4) and return its id."""
     artifact_id = str(uuid.uuid4())
@@ -88,21 +95,29 @@ class TrialOutputs:
         return {rel: sig for rel, sig in now.items() if self.sent.get(rel) != sig or rel not in self.pointer}
 
     def sync(self, run_dir: Path, patterns: Iterable[str] = EPOCH_FILES) -> list[str]:
-        """Upload what changed, then switch the record; returns the run-folder paths uploaded."""
+        """Upload what changed, then switch the record; returns the run-folder paths uploaded. Files with the same
+        bytes share one artifact (best.pt of an epoch that improved is last.pt's payload: one upload, not two)."""
         todo = self.changed(run_dir, patterns)
-        self.switch({rel: write_artifact(self.store, run_dir / rel) for rel in todo}, todo)
+        by_content: dict[str, str] = {}
+        ids = {}
+        for rel in todo:
+            digest = _digest(run_dir / rel)
+            if digest not in by_content:
+                by_content[digest] = write_artifact(self.store, run_dir / rel)
+            ids[rel] = by_content[digest]
+        self.switch(ids, todo)
         return list(todo)
 
     def switch(self, ids: dict[str, str], signatures: dict[str, Signature]) -> None:
         """Point the record at the uploaded ``ids`` (one attribute write), then remove the copies they replace."""
         if not ids:
             return
-        replaced = [self.pointer[rel] for rel in ids if rel in self.pointer and self.pointer[rel] != ids[rel]]
+        before = {self.pointer[rel] for rel in ids if rel in self.pointer}
         self.pointer.update(ids)
         TrialRecord.write(self.trial, outputs=dict(self.pointer))
         self.sent.update({rel: signatures[rel] for rel in ids if rel in signatures})
         self.owned.update(ids.values())
-        for artifact_id in replaced:
+        for artifact_id in before - set(self.pointer.values()):
             if artifact_id in self.owned:   # a predecessor's artifact stays: its record points at it
                 self.owned.discard(artifact_id)
                 try:
