@@ -108,7 +108,7 @@ def test_trial_killed_on_machine_a_resumes_on_machine_b_and_reports_anywhere(tmp
         _check_resumed(trials, killed, stored, out_b, tmp_path)
         b = Budget.of(optuna.load_study(study_name=study_name, storage=open_storage(url)))
         assert b.live == 2 and b.running == 0 and b.waiting == 0   # every trial exactly once, none lost
-        _check_store(artifact_store, trials, killed)
+        _check_store(artifact_store, trials)
         print(f"\nkilled trial {killed} after {t_kill:.0f}s with {len(stored)} stored epoch(s); "
               f"machine B finished the study in {t_b:.0f}s")
         shutil.move(tmp_path / "machine-b" / "runs", tmp_path / "machine-b-disk")   # machine B is gone too
@@ -140,7 +140,7 @@ def _check_resumed(trials: list, killed: int, stored: list[dict], out_b: str, tm
     assert all(t.state == TrialState.COMPLETE for t in trials if t.number != killed)
 
 
-def _check_store(store: str, trials: list, killed: int) -> None:
+def _check_store(store: str, trials: list) -> None:
     """Every file a trial's record names is in the store (the failed trial's too: its retry removed none of
     them); in a folder store, superseded copies were removed (a kill mid-upload may leave one epoch's orphans)."""
     from ddpm.sweeps.trial_outputs import EPOCH_FILES
