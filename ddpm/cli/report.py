@@ -19,7 +19,8 @@ def require_report_libraries() -> None:
 
 @register_command("report")
 class Report(Command):
-    """Write a study's best-config report, offline (Optuna storage + run folders), e.g.
+    """Write a study's best-config report, offline (Optuna storage + run folders; a run folder this machine
+    does not hold is read from the study's artifact store, cached in <out>/.store-cache), e.g.
     ddpm report quickstart
     Writes <out>/best_config.yaml (rerun with `ddpm train`), report.html (self-contained),
     report.md (+ img/) and trials.csv; prints the path of report.html."""

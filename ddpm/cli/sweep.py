@@ -15,8 +15,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-trials", type=number(1, integer=True), help="override the sweep's n_trials (the study's total)")
     p.add_argument("--timeout", type=number(0, low_open=True), help="stop starting trials after this many seconds")
     p.add_argument("--no-wandb", action="store_true", help="same as tracking.wandb=disabled for every trial")
-    p.add_argument("--artifacts", metavar="PATH", help="Optuna artifact store for the trials' grids and best.pt "
-                   "(default: the sweep's artifacts key, else runs/<study>/artifacts)")
+    p.add_argument("--artifacts", metavar="PATH", help="Optuna artifact store for the trials' outputs: checkpoints, "
+                   "metrics, grids (what a retry on another machine and ddpm report read; default: the sweep's "
+                   "artifacts key, else runs/<study>/artifacts)")
 
 
 def _load(args: argparse.Namespace, storage: Optional[str] = None):

@@ -1,6 +1,7 @@
 """Best-config reports of an Optuna study: ``write_report(study_name, storage, out_dir)``.
 
-Reads the study's storage and its trials' run folders (offline; no W&B) and writes, in ``out_dir``
+Reads the study's storage and its trials' run folders (offline; no W&B; a run folder this machine does not hold
+is read from the study's artifact store, cached in ``out_dir/.store-cache/``) and writes, in ``out_dir``
 (default ``reports/<study>``): ``best_config.yaml``, ``report.html`` (self-contained),
 ``report.md`` (+ ``img/``) and ``trials.csv``.
 """
@@ -18,6 +19,7 @@ from ddpm.report.html import write_html
 from ddpm.report.markdown import write_markdown
 from ddpm.report.sections import SECTIONS, ReportContext, build_sections, register_section
 from ddpm.report.trials_csv import write_trials_csv
+from ddpm.sweeps.trial_outputs import STORE_CACHE
 
 __all__ = ["write_report", "default_report_dir", "collect", "StudyData", "StudyNotFound", "SECTIONS", "register_section"]
 
@@ -33,8 +35,8 @@ def write_report(study_name: str, storage: Optional[str] = None, out_dir: str | 
     """Write the report of ``study_name`` and return the path of ``report.html``.
 
     ``out_dir`` (an explicit choice) is used as given; the default is :func:`default_report_dir`."""
-    data = collect(study_name, storage)
     out = Path(out_dir) if out_dir is not None else default_report_dir(study_name)
+    data = collect(study_name, storage, cache=out / STORE_CACHE)
     out.mkdir(parents=True, exist_ok=True)
     best = data.best()
     best_yaml = write_best_config(out / "best_config.yaml", data, best)

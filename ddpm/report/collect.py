@@ -3,7 +3,9 @@
 Nothing here needs W&B or a network: each trial's stored record (``ddpm.sweeps.record.TrialRecord``:
 ``run_dir``, ``guidance``, ``best_omega``, ``config``, ``failure_reason``, ``duration_s``), study user attributes
 (``spec``, ``objectives``, ``base_experiment``, ``baseline_trial``) and the run folder files
-(``config.yaml``, ``metrics.jsonl``, ``eval.json``, ``grids/``).
+(``config.yaml``, ``metrics.jsonl``, ``eval.json``, ``grids/``). A file this machine does not hold is read from the
+study's artifact store (``ddpm.sweeps.trial_outputs``), downloaded once into a cache folder, when ``collect`` is
+given one.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from ddpm.errors import DDPMError
 from ddpm.io import read_jsonl
 from ddpm.redact import redact_url, secrets_of
 from ddpm.sweeps.record import TrialRecord, state_name
+from ddpm.sweeps.trial_outputs import StoreCache, TrialFiles
 from ddpm.sweeps.storage import (default_storage_url, local_storage_file, local_study_storages, open_storage_readonly,
                                   reading)
 
@@ -96,6 +99,7 @@ class TrialData:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     guidance: list[dict[str, Any]] = field(default_factory=list)
     config: Optional[dict[str, Any]] = None
+    files: Optional[TrialFiles] = None     # the run folder's files, from the artifact store where it is not here
 
     @property
     def number(self) -> int:
@@ -130,6 +134,13 @@ class TrialData:
     @property
     def failure_reason(self) -> Optional[str]:
         return self.record.reason(self.trial.state)
+
+    def file(self, rel: str) -> Optional[Path]:
+        """The trial's file at run-folder path ``rel`` (the run folder's, else the artifact store's copy), or None."""
+        if self.files is not None:
+            return self.files.path(rel)
+        path = self.run_dir / rel if self.run_dir is not None else None
+        return path if path is not None and path.is_file() else None
 
     def last(self, key: str) -> Optional[float]:
         for rec in reversed(self.metrics):
@@ -238,28 +249,28 @@ def _resolve_run_dir(raw: Any, storage_url: str) -> Optional[Path]:
     return path
 
 
-def _read_trial(trial: FrozenTrial, storage_url: str) -> TrialData:
+def _read_trial(trial: FrozenTrial, storage_url: str, store: Optional[StoreCache] = None) -> TrialData:
     record = TrialRecord.from_trial(trial)
     run_dir = _resolve_run_dir(record.run_dir, storage_url)
-    metrics: list[dict[str, Any]] = []
+    files = TrialFiles(run_dir, record.outputs, store)
     guidance: Optional[list[Any]] = record.guidance
     config = record.config
-    if run_dir is not None and run_dir.is_dir():
-        metrics = read_jsonl(run_dir / "metrics.jsonl")
-        if not guidance and (run_dir / "eval.json").is_file():
-            try:
-                ev = json.loads((run_dir / "eval.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                ev = None
-            rows = ev.get("rows") if isinstance(ev, dict) else None
-            guidance = rows if isinstance(rows, list) else None
-        if config is None and (run_dir / "config.yaml").is_file():
-            from ddpm.config import read_yaml
+    metrics_file = files.path("metrics.jsonl")
+    metrics = read_jsonl(metrics_file) if metrics_file is not None else []
+    if not guidance and (eval_file := files.path("eval.json")) is not None:
+        try:
+            ev = json.loads(eval_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            ev = None
+        rows = ev.get("rows") if isinstance(ev, dict) else None
+        guidance = rows if isinstance(rows, list) else None
+    if config is None and (config_file := files.path("config.yaml")) is not None:
+        from ddpm.config import read_yaml
 
-            config = read_yaml(run_dir / "config.yaml")
+        config = read_yaml(config_file)
     rows = [r for r in (guidance or []) if isinstance(r, dict) and "omega" in r]
     rows.sort(key=lambda r: float(r["omega"]))
-    return TrialData(trial, run_dir, metrics, rows, config if isinstance(config, dict) else None)
+    return TrialData(trial, run_dir, metrics, rows, config if isinstance(config, dict) else None, files)
 
 
 def _shown_path(raw: Any) -> Optional[str]:
@@ -269,10 +280,14 @@ def _shown_path(raw: Any) -> Optional[str]:
     return portable_path(raw) if isinstance(raw, str) and raw else raw
 
 
-def collect(study_name: str, storage: Optional[str] = None) -> StudyData:
+def collect(study_name: str, storage: Optional[str] = None, cache: Optional[Path] = None) -> StudyData:
+    """The study and its trials' files; with ``cache``, a file no run folder here holds is downloaded from the
+    study's artifact store into ``cache`` (once: a cached artifact is reused)."""
     study, url = find_study(study_name, storage)
     with reading(url):
-        trials = [_read_trial(t, url) for t in study.get_trials(deepcopy=False)]
+        location = study.user_attrs.get("artifact_store")
+        store = StoreCache(location if isinstance(location, str) else None, cache) if cache is not None else None
+        trials = [_read_trial(t, url, store) for t in study.get_trials(deepcopy=False)]
         spec = study.user_attrs.get("spec")
         baseline = study.user_attrs.get("baseline_trial")
     return StudyData(

@@ -465,9 +465,9 @@ def guidance(ctx: ReportContext) -> Section:
 
 
 def _grid_png(t: TrialData, rel: Any) -> Optional[bytes]:
-    """The PNG at ``rel`` inside the trial's run folder, when it is there and readable."""
-    path = t.run_dir / str(rel) if t.run_dir is not None and rel else None
-    return figures.image_png(path.read_bytes()) if path is not None and path.is_file() else None
+    """The PNG at ``rel`` inside the trial's run folder (or its artifact-store copy), when it is there and readable."""
+    path = t.file(str(rel)) if rel else None
+    return figures.image_png(path.read_bytes()) if path is not None else None
 
 
 def _last_epoch_grid(t: TrialData) -> Optional[Figure]:

@@ -4,7 +4,8 @@ Each completed trial uploads its sample grids (``grids/*.png``: the guidance gri
 any per-epoch grids) and its best checkpoint (``checkpoints/best.pt``) with ``optuna.artifacts.upload_artifact``;
 Optuna records each artifact's id, file name and MIME type in the trial's system attributes, which
 optuna-dashboard lists (and ``TrialRecord.artifacts`` reads). The run folder keeps its own files: the store
-holds an additional copy.
+holds an additional copy. ``ddpm.sweeps.trial_outputs`` sends the rest of a trial's outputs here too (checkpoints
+and metrics after each epoch, the guidance files at the end), so any machine can resume or report the trial.
 
 A study has one store, recorded with the study (user attribute ``artifact_store``) when it is created:
 
@@ -145,11 +146,16 @@ def trial_files(run_dir: Path) -> list[Path]:
 
 def upload_trial_files(trial: Any, run_dir: Path, location: str) -> dict[str, str]:
     """Upload the trial's grids and best checkpoint to the store at ``location``; returns file name -> artifact id."""
+    return {Path(rel).name: i for rel, i in upload_files(trial, run_dir, open_artifact_store(location, create=True)).items()}
+
+
+def upload_files(trial: Any, run_dir: Path, store: Any) -> dict[str, str]:
+    """``trial_files`` uploaded with ``optuna.artifacts.upload_artifact``; returns run-folder path -> artifact id."""
     from optuna.artifacts import upload_artifact
 
-    store = open_artifact_store(location, create=True)
-    return {p.name: upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=trial,
-                                    mimetype=MIMETYPES.get(p.suffix, "application/octet-stream"))
+    return {p.relative_to(run_dir).as_posix(): upload_artifact(
+                artifact_store=store, file_path=str(p), study_or_trial=trial,
+                mimetype=MIMETYPES.get(p.suffix, "application/octet-stream"))
             for p in trial_files(run_dir)}
 
 

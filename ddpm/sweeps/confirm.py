@@ -102,8 +102,9 @@ def combine_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def confirm_trial(trial: FrozenTrial, spec: Any, confirm: ConfirmSpec, device: Any = None,
-                  show_progress: bool = False) -> dict[str, Any]:
-    """Re-score one trial's best checkpoint at its selected omega on the test split (``seeds`` x ``n`` images)."""
+                  show_progress: bool = False, location: Optional[str] = None) -> dict[str, Any]:
+    """Re-score one trial's best checkpoint at its selected omega on the test split (``seeds`` x ``n`` images).
+    A best.pt this machine does not hold comes from the artifact store at ``location`` (another machine ran it)."""
     from ddpm.checkpoint import load_model
     from ddpm.evaluation import evaluate_guidance
     from ddpm.evaluation.guidance import json_row
@@ -113,7 +114,12 @@ def confirm_trial(trial: FrozenTrial, spec: Any, confirm: ConfirmSpec, device: A
     g = spec.guidance
     dev = resolve_device("auto") if device is None else device
     record = TrialRecord.from_trial(trial)
-    model, cfg, ckpt = load_model(Path(str(record.run_dir)), dev)
+    source = Path(str(record.run_dir))
+    if location is not None and not (source / "checkpoints" / "best.pt").is_file():
+        from ddpm.sweeps.trial_outputs import STORE_CACHE, trial_file
+
+        source = trial_file(record, "checkpoints/best.pt", location, Path(spec.study_dir) / STORE_CACHE) or source
+    model, cfg, ckpt = load_model(source, dev)
     omega = float(record.best_omega if record.best_omega is not None else cfg.sample.omega)
     rows = []
     steps = cap_steps(g.steps, cfg.diffusion.T)   # the sweep's step budget: at most this trial's T
@@ -148,12 +154,15 @@ def run_confirmation(study: optuna.Study, spec: Any, log: Callable[[str], None] 
     if not todo:
         log("confirmation: no completed trial to confirm")
         return None
+    from ddpm.sweeps.artifacts import study_artifact_location
+
+    location = study_artifact_location(study, spec.out_dir)   # a candidate's best.pt from another machine
     for t in todo:
         if str(t.number) in record["trials"]:
             continue
         log(f"confirming trial {t.number} on the {SPLIT} split: {confirm.seeds} seed(s) x {confirm.n} images "
             f"at omega {TrialRecord.from_trial(t).best_omega}")
-        record["trials"][str(t.number)] = confirm_trial(t, spec, confirm, device)
+        record["trials"][str(t.number)] = confirm_trial(t, spec, confirm, device, location=location)
         study.set_user_attr("confirmation", record)      # saved trial by trial: an interruption loses one
     key, sign = metric.row_key, _sign(directions[0])
     scored = [(int(n), r) for n, r in record["trials"].items() if isinstance(r.get(key), (int, float))]

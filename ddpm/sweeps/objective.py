@@ -6,7 +6,9 @@ trial) and a tracker, evaluate the guidance grid on the best checkpoint once, st
 with the trial, and return the objective(s) read at the best omega.
 
 A retried trial (its worker died, or the sweep was interrupted) copies its predecessor's run folder
-and continues from ``last.pt`` instead of epoch 0. A trial that raises or diverges is recorded failed
+and continues from ``last.pt`` instead of epoch 0; on a machine without that folder it downloads the folder's
+stored copy from the study's artifact store (``ddpm.sweeps.trial_outputs``: every trial sends its checkpoint and
+metrics there after each epoch, and its grids and guidance files at the end). A trial that raises or diverges is recorded failed
 with its reason; the study goes on.
 
 What a trial stores (its user attributes) is one typed record, ``ddpm.sweeps.record.TrialRecord``:
@@ -26,9 +28,11 @@ import optuna
 
 from ddpm.config import set_dotted
 from ddpm.progress import console
+from ddpm.sweeps.artifacts import study_artifact_location
 from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, best_guidance_row
 from ddpm.sweeps.record import TrialRecord
 from ddpm.sweeps.spec import PruneSpec, SweepSpec, suggest_params, trial_config
+from ddpm.sweeps.trial_outputs import TrialOutputs, fetch_outputs
 from ddpm.train import Callback, TrainState
 
 
@@ -65,6 +69,25 @@ class PruningCallback(Callback):
         self.trial.report(value, step=int(record["epoch"]))
         if self.active and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}: {self.prune.metric} = {value:.4g}")
+
+
+class OutputsUpload(Callback):
+    """After each epoch (its checkpoint saved), the trial's changed output files into the study's artifact store.
+    First in the callback list: a pruned trial's last epoch is stored too. A store that fails is a warning."""
+
+    def __init__(self, number: int, outputs: TrialOutputs) -> None:
+        self.number, self.outputs = number, outputs
+
+    def on_epoch_end(self, run: TrainState, record: dict[str, Any]) -> None:
+        try:
+            self.outputs.sync(run.run_dir)
+        except Exception as err:
+            _store_warning(self.number, self.outputs.location, err)
+
+
+def _store_warning(number: int, location: str, err: BaseException) -> None:
+    console.print(f"[yellow]warning: trial {number}: could not store its files in the artifact store "
+                  f"{location}: {err}[/]", soft_wrap=True, highlight=False)
 
 
 class EpochLine(Callback):
@@ -123,10 +146,10 @@ class SweepObjective:
         try:
             params = suggest_params(spec.space, trial)  # a conditional key (when:) only when its condition holds
             name = f"trial-{trial.number}"
-            run_dir = self._start(trial, spec.study_dir / name, params)
+            run_dir, outputs = self._start(trial, spec.study_dir / name, params)
             cfg = trial_config(spec, params, name)  # a choice the config rejects fails this trial only
             TrialRecord.write(trial, config=cfg.to_dict())
-            callbacks: list[Callback] = []
+            callbacks: list[Callback] = [OutputsUpload(trial.number, outputs)]
             if spec.prune is not None:
                 callbacks.append(PruningCallback(trial, spec.prune, active=spec.pruner != "none"))
             if self.verbose:
@@ -141,7 +164,7 @@ class SweepObjective:
 
             run = train(cfg, run_dir=run_dir, resume=True, callbacks=callbacks, quiet=True)
             values, summary = self._score(trial, cfg, run, tracker)
-            self._upload(trial, run.run_dir)
+            self._upload(trial, run.run_dir, outputs)
             if tracker is not None:
                 tracker.log_summary(summary)  # type: ignore[attr-defined]
             state = "complete"
@@ -166,11 +189,12 @@ class SweepObjective:
                 except Exception as err:  # tracking must never change a trial's result
                     console.print(f"[yellow]warning: tracker finish failed: {err}[/]", soft_wrap=True)
 
-    def _start(self, trial: optuna.Trial, run_dir: Path, params: dict[str, Any]) -> Path:
+    def _start(self, trial: optuna.Trial, run_dir: Path, params: dict[str, Any]) -> tuple[Path, TrialOutputs]:
         """Choose and record the trial's run folder; a retry first copies its predecessor's folder (resume
-        from last.pt). Nothing already on disk is deleted: a folder that exists (another study of the same
-        name in another storage, or an older study whose numbers restarted at 0) is left as it is and this
-        trial runs in the next free ``trial-<n>-v<k>`` (recorded in the ``run_dir`` attribute)."""
+        from last.pt), or downloads its stored copy when this machine does not hold it. Nothing already on
+        disk is deleted: a folder that exists (another study of the same name in another storage, or an older
+        study whose numbers restarted at 0) is left as it is and this trial runs in the next free
+        ``trial-<n>-v<k>`` (recorded in the ``run_dir`` attribute). Returns the folder and the trial's uploader."""
         stored = TrialRecord.from_trial(frozen(trial))
         before = stored.retried_trial
         previous = stored.run_dir  # inherited from the failed trial by the retry callback
@@ -180,12 +204,19 @@ class SweepObjective:
             owner = _owner(wanted)
             console.print(f"trial {trial.number}: {wanted} already exists{f' ({owner})' if owner else ''} and is left "
                           f"untouched; this trial runs in {run_dir}", soft_wrap=True)
+        outputs = TrialOutputs(trial, study_artifact_location(trial.study, self.spec.out_dir), stored.outputs)
+        source = None  # where a retry's run folder came from
         if before is not None and previous and Path(previous).is_dir() and Path(previous).resolve() != wanted.resolve():
             shutil.copytree(previous, run_dir, ignore=shutil.ignore_patterns("*.tmp", "wandb"))
+            source = ""
+        elif before is not None and stored.outputs and self._fetch(trial, outputs, run_dir):
+            source = f" (downloaded from the artifact store {outputs.location}: this machine has no {previous})"
+        if source is not None:
             epoch = _last_epoch(run_dir)
             TrialRecord.write(trial, retry_of=before, failure_reason=None, interrupted=False, resumed_from_epoch=epoch)
             if self.verbose:
-                console.print(f"trial {trial.number}: retry of trial {before}, resuming {run_dir} after epoch {epoch}", soft_wrap=True)
+                console.print(f"trial {trial.number}: retry of trial {before}, resuming {run_dir} after epoch {epoch}"
+                              f"{source}", soft_wrap=True, highlight=False)
         if before is not None:  # a retry inherits its predecessor's attributes: not its W&B run, it opens its own
             TrialRecord.write_run_link(trial, None)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -194,19 +225,29 @@ class SweepObjective:
         if stored.baseline:  # set when enqueued (a grid's baseline point too), copied by a retry
             TrialRecord.write(trial, baseline=True)
             trial.study.set_user_attr("baseline_trial", trial.number)
-        return run_dir
+        return run_dir, outputs
 
-    def _upload(self, trial: optuna.Trial, run_dir: Path) -> None:
-        """The trial's grids and best checkpoint into the study's Optuna artifact store (optuna-dashboard shows
-        them); a store that fails is a warning: it never changes the trial's result."""
-        from ddpm.sweeps.artifacts import study_artifact_location, upload_trial_files
-
-        location = study_artifact_location(trial.study, self.spec.out_dir)
+    def _fetch(self, trial: optuna.Trial, outputs: TrialOutputs, run_dir: Path) -> bool:
+        """Download the predecessor's stored run folder into ``run_dir`` (all files or none); False, with a
+        warning, when the store cannot give it (the retry then starts from epoch 0)."""
         try:
-            upload_trial_files(trial, run_dir, location)
+            fetch_outputs(outputs.location, outputs.pointer, run_dir)
         except Exception as err:
-            console.print(f"[yellow]warning: trial {trial.number}: could not store its files in the artifact "
-                          f"store {location}: {err}[/]", soft_wrap=True, highlight=False)
+            console.print(f"[yellow]warning: trial {trial.number}: could not download its predecessor's files from "
+                          f"the artifact store {outputs.location} ({err}); it starts from epoch 0[/]",
+                          soft_wrap=True, highlight=False)
+            return False
+        outputs.already_stored(run_dir, outputs.pointer)
+        return True
+
+    def _upload(self, trial: optuna.Trial, run_dir: Path, outputs: TrialOutputs) -> None:
+        """The trial's grids and best checkpoint into the study's Optuna artifact store (optuna-dashboard shows
+        them), and every other output file that changed; a store that fails is a warning: it never changes the
+        trial's result."""
+        try:
+            outputs.finish(run_dir)
+        except Exception as err:
+            _store_warning(trial.number, outputs.location, err)
 
     def _score(self, trial: optuna.Trial, cfg: Any, run: TrainState, tracker: Optional[Callback]
                ) -> tuple[list[float], dict[str, Any]]:

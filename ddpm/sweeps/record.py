@@ -3,7 +3,8 @@
 ``TrialRecord`` names every trial user attribute the sweep writes (``ddpm.sweeps.objective``), the
 enqueue steps set (``baseline``, ``grid_id``) and Optuna's own retry bookkeeping (system attribute
 ``retry_history``; ``fail_reason`` of a trial that raised outside the objective; ``artifacts:<id>``, the
-files uploaded to the study's artifact store). The stored keys are
+files uploaded to the study's artifact store for optuna-dashboard). ``outputs`` maps each run-folder file kept in
+the store (checkpoints, metrics, grids, eval.json) to its artifact id. The stored keys are
 the field names, as earlier versions wrote them, so studies already on disk read as before; a trial
 written before a key existed reads that field's default.
 
@@ -51,6 +52,7 @@ class TrialRecord:
     wandb_run_path: Optional[str] = None          # entity/project/run id (online only)
     wandb_url: Optional[str] = None               # the run's page (online only)
     wandb_dir: Optional[str] = None               # the run's local W&B folder (offline: what `wandb sync` uploads)
+    outputs: dict[str, str] = field(default_factory=dict)  # run-folder path -> artifact id (ddpm.sweeps.trial_outputs)
     # Optuna's system attributes (read only)
     retry_history: list[int] = field(default_factory=list)   # the failed trials this one retries, oldest first
     optuna_fail_reason: Optional[str] = None
@@ -83,6 +85,7 @@ class TrialRecord:
             wandb_run_path=_str(a.get("wandb_run_path")),
             wandb_url=_str(a.get("wandb_url")),
             wandb_dir=_str(a.get("wandb_dir")),
+            outputs=_str_dict(a.get("outputs")),
             retry_history=[int(n) for n in history if _int(n) is not None] if isinstance(history, list) else [],
             optuna_fail_reason=_str(system_attrs.get("fail_reason")),
             artifacts=_artifacts(system_attrs),
@@ -183,6 +186,10 @@ def _artifacts(system_attrs: dict[str, Any]) -> dict[str, str]:
         except (ValueError, KeyError, TypeError):
             continue
     return out
+
+
+def _str_dict(v: Any) -> dict[str, str]:
+    return {k: x for k, x in v.items() if isinstance(k, str) and isinstance(x, str)} if isinstance(v, dict) else {}
 
 
 def _number(v: Any) -> Optional[float]:
