@@ -32,9 +32,13 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
-@pytest.fixture(params=["file"])
+@pytest.fixture(params=["file", "s3"])
 def artifact_store(request, tmp_path) -> str:
-    """A store on neither machine's run root (an ``s3://`` store joins here as another param)."""
+    """A store on neither machine's run root: a folder, or a bucket on the test's real S3 server (SeaweedFS on
+    loopback; the AWS_* variables reach every worker and report process through the environment)."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_env")
+        return f"s3://remote-{uuid.uuid4().hex[:8]}/study"
     path = tmp_path / "shared-store"
     path.mkdir()
     return str(path)
