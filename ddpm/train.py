@@ -39,6 +39,10 @@ class Callback:
 
     def on_epoch_end(self, run: "TrainState", record: dict[str, Any]) -> None: ...
 
+    def on_step_end(self, run: "TrainState") -> None:
+        """After each optimiser step (``run.step``, ``run.images_seen``); setting ``run.stop_requested`` ends
+        training after this step (a partial epoch is not recorded; ``train()`` returns with status "stopped")."""
+
     def on_train_end(self, run: "TrainState", status: str, reason: Optional[str]) -> None: ...
 
 
@@ -54,6 +58,10 @@ class TrainState:
     best_test_loss: float = math.inf
     best_val_loss: float = math.inf     # the selection value of best.pt when there is a validation split
     status: str = "running"
+    step: int = 0                       # optimiser steps and images of this train() call (on_step_end)
+    images_seen: int = 0
+    steps_per_epoch: int = 0
+    stop_requested: bool = False
 
     @property
     def eval_model(self) -> ConditionalDDPM:
@@ -311,6 +319,7 @@ def _load_data(run: TrainState, loop: _Loop, quiet: bool) -> None:
     else:
         loop.batches = data_mod.faithful_loader(d.dataset, "train", d.root, d.mean, d.std, d.limit, t.batch_size,
                                                 True, loop.g_data, val_size=d.val_size)
+    run.steps_per_epoch = len(loop.batches)
 
 
 def _compiled(run: TrainState, loop: _Loop) -> None:
@@ -319,7 +328,8 @@ def _compiled(run: TrainState, loop: _Loop) -> None:
         run.model.network = torch.compile(loop.net)  # type: ignore[assignment]
 
 
-def _train_epoch(run: TrainState, loop: _Loop, epoch: int, progress: Any) -> tuple[float, int, float]:
+def _train_epoch(run: TrainState, loop: _Loop, epoch: int, progress: Any, callbacks: list[Callback] = ()
+                 ) -> tuple[float, int, float]:
     """One pass over the training batches (Algorithm 1 per batch): (loss sum, images, seconds)."""
     t, device, model = run.cfg.train, run.device, run.model
     model.train()
@@ -349,6 +359,11 @@ def _train_epoch(run: TrainState, loop: _Loop, epoch: int, progress: Any) -> tup
             progress.update(b_task, advance=1, info=f"loss {float(loss_sum) / n_img:.4f}")
         else:
             progress.update(b_task, advance=1)
+        run.step, run.images_seen = run.step + 1, run.images_seen + len(x)
+        for cb in callbacks:
+            cb.on_step_end(run)
+        if run.stop_requested:
+            break
     total = float(loss_sum)
     if not math.isfinite(total):
         raise TrainingDiverged(f"{run.run_dir}: train loss is {total} in epoch {epoch}; lower train.lr "
@@ -404,7 +419,10 @@ def _run_epochs(run: TrainState, loop: _Loop, callbacks: list[Callback], quiet: 
         ep_task = progress.add_task("epochs", total=t.epochs, completed=run.epoch, info="")
         while run.epoch < t.epochs:
             epoch = run.epoch + 1
-            rec = _epoch_record(run, loop, epoch, *_train_epoch(run, loop, epoch, progress))
+            trained = _train_epoch(run, loop, epoch, progress, callbacks)
+            if run.stop_requested:
+                return
+            rec = _epoch_record(run, loop, epoch, *trained)
             run.epoch = epoch
             for cb in callbacks:
                 cb.on_epoch_metrics(run, rec)
@@ -431,6 +449,8 @@ def train(cfg: ExperimentConfig, run_dir: Optional[str | Path] = None, resume: b
     status, reason = "complete", None
     try:
         _run_epochs(run, loop, callbacks, quiet)
+        if run.stop_requested:
+            status, reason = "stopped", f"a callback stopped training after step {run.step} (epoch {run.epoch} saved)"
     except KeyboardInterrupt:
         status, reason = "interrupted", "KeyboardInterrupt"
         if not quiet:

@@ -11,8 +11,9 @@
 #   bench           ddpm bench --widths 32,64,128 --cuda-graphs --full-grid, 400-step DDPM on both paths
 #   seed-epochs     the seed's 10 epochs on the fast path (all 60k images, as the seed), per-epoch table
 #                   beside the seed notebook's losses (epoch 10: train 0.0598, test 0.0626)
-#   time-to-quality accuracy and FID (95% intervals, n each) on the validation split after every epoch
-#                   against training seconds: the seed recipe and the sweeps' best CPU recipe, fast path
+#   time-to-quality ddpm bench --time-to-quality benchmarks/time-to-quality-gpu.yaml: accuracy and FID (95%
+#                   intervals, n each) on the validation split at fixed intervals of training seconds, under one
+#                   budget: the seed recipe and the sweeps' best CPU recipe (eps and v/Min-SNR), fast path
 #   sweep-1w/-4w    the same width-16 study with 1 and with 4 workers sharing the GPU: trials/hour
 # The sweep stages need optuna (not on the GPU machine): when it is not importable and a .whl/ folder sits
 # in the repo root (.gitignore'd), its wheels are installed into the scratch folder first; otherwise the
@@ -98,9 +99,21 @@ if [[ "$DRY" == 1 ]]; then  # tiny sizes on one CPU thread: checks that every st
   BENCH=(--quick --widths 8 --train-steps 2 --repeats 1 --grid-images 10 --fast-sampler ddpm --fast-steps 20
          --threads 1 "${TINY[@]}")
   SEED=("${TINY[@]}" train.epochs=2)
-  TTQ=(--n 20 --steps 5)
-  TTQ_SEED=("${TINY[@]}" train.epochs=2)
-  TTQ_RECIPE=("${TINY[@]}" train.epochs=1)
+  TTQ_FILE=$WORK/time-to-quality-tiny.yaml   # two tiny entries, 2 s of training each, n = 20
+  TTQ_TINY=$(IFS=,; echo "${TINY[*]}")
+  cat >"$TTQ_FILE" <<EOF
+budget_s: 2
+every_s: 1
+n: 20
+sampler: ddim
+steps: 5
+eta: 1.0
+omegas: [2.0]
+split: val
+entries:
+  - {label: seed-fast, config: $REPO/experiments/seed.yaml, overrides: [$TTQ_TINY, train.path=fast]}
+  - {label: recipe, config: $REPO/reports/recipe/best_config.yaml, overrides: [$TTQ_TINY, train.epochs=100]}
+EOF
   SWEEP_RUNS="1" SWEEP_N1=1   # one in-process trial (N workers: tests/test_sweeps_*.py run `--workers 2`)
   SWEEP_OVERRIDES="{data.limit: 256, data.test_limit: 64, data.val_limit: 64, model.num_feat: 8, diffusion.T: 20,
     diffusion.beta_T: 0.5, train.epochs: 1, train.batch_size: 64, train.grid_every: 0}"
@@ -110,9 +123,7 @@ else
   TESTS=(tests/test_engine_cuda.py tests/test_engine_unet.py)
   BENCH=(--widths 32,64,128 --train-steps 20 --repeats 2 --fast-sampler ddpm --fast-steps 400)
   SEED=(train.epochs=10)
-  TTQ=(--n 1000 --steps 100)
-  TTQ_SEED=(train.epochs=10)
-  TTQ_RECIPE=(train.epochs=6)
+  TTQ_FILE=benchmarks/time-to-quality-gpu.yaml
   SWEEP_RUNS="1 4" SWEEP_N1=500 SWEEP_N=500 SWEEP_TIMEOUT=40   # trials started in 40 s, each run to its end
   SWEEP_OVERRIDES="{data.limit: 15000, data.test_limit: 1000, data.val_limit: 1000, model.num_feat: 16,
     train.epochs: 1, train.batch_size: 128, train.lr: 2.0e-3, train.grid_every: 0}"
@@ -132,14 +143,14 @@ stage seed-epochs-train "$LIMIT_SHORT" "$PY" -m ddpm train experiments/seed.yaml
 stage seed-epochs "$LIMIT_SHORT" "$PY" scripts/gpu_check/seed_epochs.py "$WORK/runs/seed-fast" "$OUT_DIR/seed-epochs.md"
 cp "$(ls "$WORK"/runs/seed-fast/grids/*.png 2>/dev/null | tail -1)" "$OUT_DIR/seed-grid.png" 2>/dev/null || true
 
-# 4. time to quality: the seed recipe and the sweeps' best CPU recipe on the fast path, same sampler and n
-rm -f "$OUT_DIR/time-to-quality.csv"
-stage ttq-seed "$LIMIT_LONG" "$PY" scripts/gpu_check/time_to_quality.py experiments/seed.yaml "${TTQ_SEED[@]}" \
-  "${TTQ[@]}" --label seed-fast --csv "$OUT_DIR/time-to-quality.csv" --png "$OUT_DIR/time-to-quality.png" \
-  --run-dir "$WORK/ttq-seed"
-stage ttq-recipe "$LIMIT_SHORT" "$PY" scripts/gpu_check/time_to_quality.py reports/recipe/best_config.yaml \
-  "${TTQ_RECIPE[@]}" "${TTQ[@]}" --label recipe-best --csv "$OUT_DIR/time-to-quality.csv" \
-  --png "$OUT_DIR/time-to-quality.png" --run-dir "$WORK/ttq-recipe"
+# 4. time to quality: the seed recipe and the sweeps' best CPU recipe on the fast path, same budget, sampler and n
+stage time-to-quality "$((LIMIT_LONG + LIMIT_SHORT))" "$PY" -m ddpm bench --time-to-quality "$TTQ_FILE" --out "$WORK/ttq"
+cp "$WORK/ttq/points.csv" "$OUT_DIR/time-to-quality.csv" 2>/dev/null || true
+cp "$WORK/ttq/time-to-quality.png" "$OUT_DIR/time-to-quality.png" 2>/dev/null || true
+stage ttq-summary 30 "$PY" -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+print(json.dumps({k: {**{t: e[t]["seconds"] for t in ("accuracy", "fid", "both")}, "last_seconds": e["last_seconds"]}
+                  for k, e in s["entries"].items() if e.get("last_seconds") is not None}))' "$WORK/ttq/summary.json"
 
 # 5. one study, 1 worker then N workers sharing the device: trials/hour
 if [[ "$HAVE_OPTUNA" == 1 ]]; then

@@ -26,9 +26,13 @@ class Bench(Command):
     ddpm bench --widths 32,64,128
     ddpm bench --quick --widths 64 --ablate 64
     ddpm bench --widths 64 --checkpoint runs/seed --quality-n 200
+    ddpm bench --time-to-quality benchmarks/time-to-quality-cpu.yaml --out DIR
     Training images/s (the real train loop, after a warm-up epoch), seconds per guided sampling step
     for a 100-image grid, the grid's time (faithful: 400-step DDPM; fast: --fast-sampler/--fast-steps),
-    the ratios and the same-seed test-loss parity. Writes JSON (and a markdown table beside it)."""
+    the ratios and the same-seed test-loss parity. Writes JSON (and a markdown table beside it).
+    --time-to-quality FILE trains each entry of a benchmark file under the same wall-clock budget, scores it
+    at fixed intervals of training time and writes points.csv, summary.json/.md and time-to-quality.png to
+    --out DIR (a rerun into DIR skips the entries already finished)."""
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("overrides", nargs="*", help="dotted overrides of the base config, key.sub=value")
@@ -56,8 +60,11 @@ class Bench(Command):
         p.add_argument("--omega", type=number(), default=2.0, help="guidance weight of the quality curve")
         p.add_argument("--merge", nargs="+", metavar="JSON",
                        help="measure nothing: merge earlier bench JSON files (rows, ablation, quality) into --out")
+        p.add_argument("--time-to-quality", metavar="FILE",
+                       help="run a time-to-quality benchmark file (e.g. benchmarks/time-to-quality-cpu.yaml)")
         p.add_argument("--out", help="JSON path (default reports/benchmarks/<device>-<date>.json); "
-                                     "a .md table is written beside it")
+                                     "a .md table is written beside it; with --time-to-quality the folder "
+                                     "(default reports/benchmarks/time-to-quality-<file>-<date>/)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ddpm.bench import print_result
@@ -65,6 +72,8 @@ class Bench(Command):
         from ddpm.config import load_config
         from ddpm.progress import console
 
+        if args.time_to_quality:
+            return _time_to_quality(args)
         if args.merge:
             result, out = merge_files(args.merge, args.out)
         else:
@@ -77,6 +86,26 @@ class Bench(Command):
         print_result(result)
         print(f"wrote {out} and {out.with_suffix('.md')}")
         return 0
+
+
+def _time_to_quality(args: argparse.Namespace) -> int:
+    """``--time-to-quality FILE [--out DIR]``: the other measurements' flags do not apply."""
+    import datetime
+    import shlex
+
+    from ddpm.time_to_quality import load_benchmark, run_benchmark
+
+    if args.overrides or args.merge or args.checkpoint or args.config:
+        raise ConfigError("--time-to-quality takes its configs from the benchmark file: drop the overrides, "
+                          "--config, --checkpoint and --merge")
+    bench = load_benchmark(args.time_to_quality)
+    out = Path(args.out or f"reports/benchmarks/time-to-quality-{bench.path.stem}-{datetime.date.today()}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: not a folder")
+    command = f"ddpm bench --time-to-quality {shlex.quote(args.time_to_quality)} --out {shlex.quote(str(out))}"
+    run_benchmark(bench, out, command)
+    print(f"wrote {out}/points.csv, summary.json, summary.md and time-to-quality.png")
+    return 0
 
 
 def _settings(args: argparse.Namespace, test_limit: int | None):
