@@ -164,13 +164,27 @@ def test_slurm_jobs_run_two_workers_to_the_end_of_a_study(tmp_path, monkeypatch)
 # Ray: a real cluster on loopback, one worker killed with SIGKILL mid-trial
 
 
-def _descendants(pid: int) -> list:
-    import psutil
+def _descendants(pid: int) -> list[int]:
+    """PIDs of every process below ``pid`` (from /proc: the test needs no psutil)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
 
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
+
+def ray_env() -> dict[str, str]:
+    """The test cluster's and its driver's environment: ddpm importable by Ray's workers; no token authentication
+    (Ray 2.60 turns it on by default and keeps the token in ~/.ray, shared by every cluster of the user)."""
+    return cli_env(PYTHONPATH=str(REPO), RAY_AUTH_MODE="disabled")
 
 
 @pytest.fixture
@@ -187,7 +201,7 @@ def ray_cluster():
     proc = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
                              "--object-store-memory=100000000", f"--temp-dir={temp}"],
-                            env=cli_env(PYTHONPATH=str(REPO), RAY_DEDUP_LOGS="0"), stdout=subprocess.PIPE,
+                            env=ray_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     started = []
     try:
@@ -198,16 +212,16 @@ def ray_cluster():
         assert proc.poll() is None, proc.communicate()[0][-3000:]
         yield f"127.0.0.1:{port}"
     finally:
-        started = {p.pid: p for p in started + _descendants(proc.pid)}.values()
+        started = set(started) | set(_descendants(proc.pid))
         proc.terminate()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        for p in list(started) + _descendants(proc.pid):
+        for pid in started | set(_descendants(proc.pid)):
             try:
-                p.kill()
-            except Exception:   # gone already
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:   # gone already
                 pass
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -233,7 +247,8 @@ def _kill_a_worker_mid_trial(study_dir: Path, url: str, study_name: str, sweep: 
                     os.kill(pid, signal.SIGKILL)
                     return t.number
         time.sleep(0.2)
-    raise AssertionError(f"no trial was caught mid-way; sweep exited with {sweep.poll()}")
+    out = sweep.communicate()[0][-4000:] if sweep.poll() is not None else ""
+    raise AssertionError(f"no trial was caught mid-way; sweep exited with {sweep.poll()}: {out}")
 
 
 @pytest.mark.slow
@@ -247,7 +262,7 @@ def test_ray_workers_finish_the_study_after_one_is_killed(ray_cluster, tmp_path)
                       heartbeat={"interval": 1, "grace_period": 3, "max_retry": 2})
     url = f"sqlite:///{tmp_path}/runs/{name}/study.db"   # one node: Ray places the workers on this machine
     sweep = subprocess.Popen([sys.executable, "-m", "ddpm", "sweep", str(path), "--launcher", "ray", "--workers", "2",
-                              "--address", ray_cluster], cwd=tmp_path, env=cli_env(PYTHONPATH=str(REPO)),
+                              "--address", ray_cluster], cwd=tmp_path, env=ray_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         killed = _kill_a_worker_mid_trial(tmp_path / "runs" / name, url, name, sweep)
