@@ -2,12 +2,11 @@
 subprocess, wherever the job lands), and the watch loop that moves the study bar while the jobs run."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from ddpm.errors import ConfigError
 from ddpm.sweeps.launchers.options import LauncherOptions
@@ -41,6 +40,7 @@ def _die_with_parent() -> None:
     """``preexec_fn``: the worker gets SIGINT (stops like on Ctrl-C: its trial is re-queued and resumes) when the
     job process that started it dies, e.g. a Ray task cancelled with force or a job killed by its scheduler."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # a Ray worker thread blocks them
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -55,7 +55,11 @@ def run_worker_process(args: list[str], env: dict[str, str], cwd: str) -> int:
         raise RuntimeError(f"{cwd}: not on this node; the sweep's folder must be at the same path on every machine")
     proc = subprocess.Popen([sys.executable, *args], env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent)
     try:
-        return proc.wait()
+        while True:  # in steps: Ray's cancel raises KeyboardInterrupt between Python steps, not inside a wait
+            try:
+                return proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         raise
@@ -92,21 +96,6 @@ def report_exit(worker: int, status: Any) -> None:
 
 def threads_of(options: LauncherOptions) -> int:
     return max(1, int(options.cpus_per_worker))
-
-
-@contextlib.contextmanager
-def environ(**values: str) -> Iterator[None]:
-    """``os.environ`` with ``values`` while the block runs (jobs submitted inside inherit them)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def need(module: str, launcher: str, extra: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from ddpm.errors import ConfigError
 from ddpm.progress import console
-from ddpm.sweeps.launchers.base import Launcher, environ, need, refuse_file_storage, report_exit, \
+from ddpm.sweeps.launchers.base import Launcher, need, refuse_file_storage, report_exit, \
     run_worker_process, threads_of, watch_jobs
 
 
@@ -85,9 +85,15 @@ class SlurmLauncher(Launcher):
         args, env = worker_command(spec, url, n_trials, timeout, extra, threads_of(self.options))
         env.pop(STORAGE_ENV)  # from the submitting environment, not written into the pickles
         ex = self._executor(spec, workers)
-        with environ(**{STORAGE_ENV: url}), ex.batch():
-            jobs = [ex.submit(run_worker_process, args + ["--worker-id", str(i)], env, os.getcwd())
-                    for i in range(workers)]
+        saved = dict(os.environ)
+        os.environ[STORAGE_ENV] = url  # sbatch (and the LocalExecutor) copy this process's environment into the jobs
+        try:
+            with ex.batch():
+                jobs = [ex.submit(run_worker_process, args + ["--worker-id", str(i)], env, os.getcwd())
+                        for i in range(workers)]
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         console.print(f"submitted {workers} worker(s) as {self.cluster} job(s) {jobs[0].job_id.split('_')[0]}"
                       f"{'_[0-' + str(workers - 1) + ']' if self.cluster == 'slurm' else ''}; logs in {ex.folder}",
                       soft_wrap=True, markup=False, highlight=False)
