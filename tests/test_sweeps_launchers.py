@@ -19,7 +19,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import REPO, assert_one_line_error, assert_ran_in_workers, cli_env, closed_port, run_cli, sweep_file
+from helpers import REPO, assert_one_line_error, assert_ran_in_workers, cli_env, closed_port, run_cli, sigint_default, \
+    sweep_file
 from ddpm.errors import ConfigError
 from ddpm.io import read_jsonl
 from ddpm.sweeps import load_sweep, open_sweep_study, run_study
@@ -187,7 +188,7 @@ def ray_env() -> dict[str, str]:
     return cli_env(PYTHONPATH=str(REPO), RAY_AUTH_MODE="disabled")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster():
     """`ray start --head` on 127.0.0.1 (2 CPUs, no GPU, no dashboard, 100 MB object store) in its own session;
     yields its address. Stopped afterwards however the test ended: SIGTERM, then SIGKILL to every process it
@@ -286,3 +287,38 @@ def test_ray_workers_finish_the_study_after_one_is_killed(ray_cluster, tmp_path)
     assert len(complete) == 4 and len({t.params["train.lr"] for t in complete}) == 4   # each trial exactly once
     assert len(trials) == 5                              # 4 + the one retry, nothing else
     assert {t.user_attrs["pid"] for t in trials} - {trials[killed].user_attrs["pid"]}   # a live worker did the rest
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_ray_tasks_and_stops_their_workers(ray_cluster, tmp_path):
+    """SIGINT to `ddpm sweep --launcher ray` mid-trial: it cancels the tasks, each stops its `ddpm worker` like a
+    Ctrl-C (the trial is marked interrupted, to resume), no worker process is left, exit 130."""
+    name = "ray-ctrl-c"
+    path = sweep_file(tmp_path, study=name, n_trials=2, overrides={"train.epochs": 5, "data.limit": 384,
+                                                                     "train.batch_size": 32})
+    sweep = subprocess.Popen([sys.executable, "-m", "ddpm", "sweep", str(path), "--launcher", "ray", "--workers", "2",
+                              "--address", ray_cluster], cwd=tmp_path, env=ray_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_default)
+    try:
+        deadline = time.time() + 300
+        while not list((tmp_path / "runs" / name).glob("trial-*/metrics.jsonl")) and time.time() < deadline:
+            assert sweep.poll() is None, sweep.communicate()[0][-4000:]
+            time.sleep(0.2)
+        sweep.send_signal(signal.SIGINT)
+        out, _ = sweep.communicate(timeout=150)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.communicate()
+    assert sweep.returncode == 130 and "interrupted: the study is saved" in out, out[-4000:]
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/runs/{name}/study.db").get_trials()
+    stopped = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("interrupted")]
+    assert stopped and not [t for t in trials if t.state == TrialState.RUNNING], [t.state for t in trials]
+    assert not [t.user_attrs["pid"] for t in trials if _alive(t.user_attrs["pid"])]

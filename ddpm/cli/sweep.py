@@ -41,6 +41,8 @@ class Sweep(Command):
     ddpm sweep sweeps/schedules.yaml --dry-run      # check it, show the first trials, run nothing
     ddpm sweep sweeps/schedules.yaml --workers 2
     ddpm sweep sweeps/schedules.yaml --storage postgresql://user:pw@db-host/optuna
+    ddpm sweep sweeps/schedules.yaml --storage postgresql://... --launcher ray --address auto --workers 8
+    ddpm sweep sweeps/schedules.yaml --storage postgresql://... --launcher slurm --workers 8 --partition gpu --time 240
 Each trial trains with the same train() as `ddpm train` into runs/<study>/trial-<n>/, then scores its
 guidance grid. Ctrl-C stops cleanly; running the same command again resumes the study."""
 
