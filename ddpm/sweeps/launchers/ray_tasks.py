@@ -54,7 +54,11 @@ class RayLauncher(Launcher):
         self.ray = ray
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         if len(nodes) > 1:
-            refuse_file_storage(url, f"the Ray cluster has {len(nodes)} machines")
+            try:
+                refuse_file_storage(url, f"the Ray cluster has {len(nodes)} machines")
+            except ConfigError:
+                ray.shutdown()
+                raise
         return self
 
     def _gpus(self) -> float:
