@@ -42,13 +42,17 @@ class Sweep(Command):
     ddpm sweep sweeps/schedules.yaml --dry-run      # check it, show the first trials, run nothing
     ddpm sweep sweeps/schedules.yaml --workers 2
     ddpm sweep sweeps/schedules.yaml --storage postgresql://user:pw@db-host/optuna
+    ddpm sweep sweeps/schedules.yaml --storage postgresql://... --launcher ray --address auto --workers 8
+    ddpm sweep sweeps/schedules.yaml --storage postgresql://... --launcher slurm --workers 8 --partition gpu --time 240
 Each trial trains with the same train() as `ddpm train` into runs/<study>/trial-<n>/, then scores its
 guidance grid. Ctrl-C stops cleanly; running the same command again resumes the study."""
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("sweep", help="sweep YAML (sweeps/*.yaml)")
         _add_common(p)
-        p.add_argument("--workers", type=number(1, integer=True), default=1, help="worker processes on this machine (default 1)")
+        p.add_argument("--workers", type=number(1, integer=True), default=1,
+                       help="worker processes (default 1): on this machine, or started by --launcher")
+        _add_launcher(p)
         p.add_argument("--no-report", action="store_true", help="skip the report even if the sweep asks for one")
         p.add_argument("--no-confirm", action="store_true", help="skip the sweep's confirm: stage (re-scoring on the test split)")
         p.add_argument("--threads", type=number(1, integer=True), help="torch CPU threads per worker (default: cores / workers)")
@@ -61,7 +65,10 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         if args.dry_run:
             from ddpm.sweeps.dry_run import dry_run_lines
 
-            print("\n".join(dry_run_lines(_load(args), args.n_trials, args.timeout)))
+            spec = _load(args)
+            print("\n".join(dry_run_lines(spec, args.n_trials, args.timeout)))
+            if args.launcher == "slurm":
+                print(_sbatch_preview(spec, _launcher_options(args, spec), args.workers))
             return 0
 
         from ddpm.progress import console
@@ -77,6 +84,7 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
 
             require_report_libraries()
         url = storage_url(spec)
+        launcher = _launcher(args, spec, url)  # checked and connected before the study is touched
         if args.threads and args.workers == 1:
             import torch
 
@@ -86,11 +94,14 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
         try:
             with reading(url):
                 study = run_study(spec, url, workers=args.workers, n_trials=args.n_trials, timeout=args.timeout,
-                                  extra_worker_args=extra, threads=args.threads)
+                                  extra_worker_args=extra, threads=args.threads, launcher=launcher)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted: the study is saved in {redact_url(url)}; run "
                           f"`ddpm sweep {args.sweep}` again to resume it[/]", soft_wrap=True)
             return 130
+        finally:
+            if launcher is not None:
+                launcher.close()
         with reading(url):
             print_trials(study, title=f"study {spec.study}  ({time.time() - start:.0f}s)")
         why = finish_study(study, spec, url, confirm=not args.no_confirm, report=not args.no_report)
@@ -98,6 +109,62 @@ guidance grid. Ctrl-C stops cleanly; running the same command again resumes the 
             console.print(f"ddpm sweep: {why}", style="red", markup=False, highlight=False, soft_wrap=True)
             return 1
         return 0
+
+
+# --launcher flags: each overrides the sweep file's launcher: key of the same name (ddpm.sweeps.launchers.options)
+_LAUNCHER_FLAGS = {"address": "--address", "partition": "--partition", "time": "--time",
+                   "cpus_per_worker": "--cpus-per-worker", "gpus_per_worker": "--gpus-per-worker", "mem_gb": "--mem-gb"}
+
+
+def _add_launcher(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--launcher", default="local", help="who starts the workers: local (default: processes on this "
+                   "machine), ray (Ray tasks), slurm (a SLURM job array through submitit)")
+    p.add_argument("--address", help="ray: the cluster (auto, host:port, ray://host:10001; default: this machine)")
+    p.add_argument("--partition", help="slurm: partition (default: the sweep's launcher.partition)")
+    p.add_argument("--time", type=number(1, integer=True), help="slurm: minutes per worker job (default 60)")
+    p.add_argument("--cpus-per-worker", type=number(1, integer=True), help="ray/slurm: CPUs (and torch threads) per worker")
+    p.add_argument("--gpus-per-worker", type=number(0), help="ray/slurm: GPUs per worker (ray: a fraction shares "
+                   "a GPU; default 1 when the cluster has GPUs)")
+    p.add_argument("--mem-gb", type=number(0, low_open=True), help="slurm: memory per worker job (GB)")
+
+
+def _launcher_options(args: argparse.Namespace, spec: Any) -> Any:
+    """The sweep file's launcher: section with the flags given on top; a flag another launcher reads is refused."""
+    import dataclasses
+
+    from ddpm.sweeps.launchers import LAUNCHERS
+
+    LAUNCHERS.lookup(args.launcher, "--launcher")
+    uses = LAUNCHERS.meta[args.launcher]["uses"]
+    given = {k: getattr(args, k) for k in _LAUNCHER_FLAGS if getattr(args, k) is not None}
+    for k in given:
+        if k not in uses:
+            users = [n for n in LAUNCHERS if k in LAUNCHERS.meta[n]["uses"]]
+            raise ConfigError(f"{_LAUNCHER_FLAGS[k]}: only with --launcher {' or '.join(users)} "
+                              f"(this sweep uses --launcher {args.launcher})")
+    if args.threads and args.launcher != "local":
+        raise ConfigError(f"--threads: only with --launcher local; with --launcher {args.launcher} use --cpus-per-worker")
+    return dataclasses.replace(spec.launcher, **given)
+
+
+def _launcher(args: argparse.Namespace, spec: Any, url: str) -> Any:
+    from ddpm.sweeps.launchers import LAUNCHERS
+
+    options = _launcher_options(args, spec)
+    return LAUNCHERS[args.launcher](options).connect(url)
+
+
+def _sbatch_preview(spec: Any, options: Any, workers: int) -> str:
+    """The job script `--launcher slurm` would submit (rendered in a scratch folder: the dry run writes nothing)."""
+    import tempfile
+    from pathlib import Path
+
+    from ddpm.sweeps.launchers import sbatch_script
+
+    folder = str(Path(options.folder or spec.study_dir / "slurm").absolute())
+    with tempfile.TemporaryDirectory() as scratch:
+        text = sbatch_script(options, scratch, spec.study, workers).replace(scratch, folder)
+    return f"sbatch script ({workers} worker(s), one array task each):\n{text}"
 
 
 @register_command("worker")

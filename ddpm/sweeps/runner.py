@@ -259,8 +259,9 @@ def _claimed(objective: SweepObjective, lock: StudyLock) -> Any:
 
 def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_trials: Optional[int] = None,
               timeout: Optional[float] = None, extra_worker_args: tuple[str, ...] = (),
-              threads: Optional[int] = None) -> optuna.Study:
-    """Create or resume the study, requeue interrupted trials, run ``workers`` processes until the budget is spent."""
+              threads: Optional[int] = None, launcher: Any = None) -> optuna.Study:
+    """Create or resume the study, requeue interrupted trials, run ``workers`` processes until the budget is spent:
+    on this machine, or started by ``launcher`` (``ddpm.sweeps.launchers``: Ray tasks, a SLURM job array)."""
     url = url or storage_url(spec)
     study = open_sweep_study(spec, url)
     with study_lock(url, spec.study):
@@ -271,7 +272,10 @@ def run_study(spec: SweepSpec, url: Optional[str] = None, workers: int = 1, n_tr
                   f"so far{grid}, budget "
                   f"{n_trials or spec.n_trials or '-'} trial(s)" + (f", {timeout or spec.timeout:.0f}s" if (timeout or spec.timeout) else "")
                   + (f"; resuming interrupted trial(s) {again}" if again else ""), soft_wrap=True)
-    if workers <= 1:
+    if launcher is not None:
+        with StudyProgress(spec.study, *_study_total(spec, b, n_trials)) as progress:
+            launcher.launch(spec, url, workers, n_trials, timeout, extra_worker_args, watch=(study, progress))
+    elif workers <= 1:
         with StudyProgress(spec.study, *_study_total(spec, b, n_trials)) as progress:
             run_worker(spec, url, n_trials, timeout, progress=progress)
     else:
@@ -327,16 +331,24 @@ def _show_finished(study: optuna.Study, progress: StudyProgress, seen: Optional[
     return set(done)
 
 
-def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: Optional[int],
-                            timeout: Optional[float], extra: tuple[str, ...], threads: Optional[int] = None,
-                            watch: Optional[tuple[optuna.Study, StudyProgress]] = None) -> None:
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)  # N workers share the cores, no oversubscription
-    args = [sys.executable, "-m", "ddpm", "worker", str(spec.path), "--threads", str(threads), *extra]
+def worker_command(spec: SweepSpec, url: str, n_trials: Optional[int], timeout: Optional[float],
+                   extra: tuple[str, ...], threads: int) -> tuple[list[str], dict[str, str]]:
+    """``ddpm worker`` for a launcher: (the arguments after the Python executable, without ``--worker-id``; the
+    environment it adds: the storage URL, kept out of argv, and progress bars off)."""
+    args = ["-m", "ddpm", "worker", str(spec.path), "--threads", str(threads), *extra]
     if n_trials is not None:
         args += ["--n-trials", str(n_trials)]
     if timeout is not None:
         args += ["--timeout", str(timeout)]
-    env = {**os.environ, STORAGE_ENV: url, "DDPM_PROGRESS": "0"}  # N workers' progress bars would garble the terminal
+    return args, {STORAGE_ENV: url, "DDPM_PROGRESS": "0"}  # N workers' progress bars would garble the terminal
+
+
+def _run_subprocess_workers(spec: SweepSpec, url: str, workers: int, n_trials: Optional[int],
+                            timeout: Optional[float], extra: tuple[str, ...], threads: Optional[int] = None,
+                            watch: Optional[tuple[optuna.Study, StudyProgress]] = None) -> None:
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)  # N workers share the cores, no oversubscription
+    args, added = worker_command(spec, url, n_trials, timeout, extra, threads)
+    args, env = [sys.executable, *args], {**os.environ, **added}
     procs = [subprocess.Popen(args + ["--worker-id", str(i)], env=env) for i in range(workers)]
     try:
         codes = _wait_for_workers(procs, watch)

@@ -35,6 +35,7 @@ from ddpm.config import (ExperimentConfig, _flat, _from_dict, _show, _unknown_in
                          experiment_dict, get_dotted, read_yaml, set_dotted)
 from ddpm.errors import ConfigError
 from ddpm.sweeps.confirm import ConfirmSpec, parse_confirm
+from ddpm.sweeps.launchers.options import LauncherOptions, check_launcher_options
 from ddpm.sweeps.metrics import OBJECTIVE_METRICS, PRUNE_METRICS, ObjectiveMetric
 from ddpm.sweeps.pruners import PRUNERS, check_pruner_kwargs
 from ddpm.sweeps.samplers import OPTUNA_SAMPLERS, check_sampler_kwargs
@@ -115,6 +116,7 @@ class SweepFile:
     out_dir: str = "runs"
     report: bool = False
     confirm: Any = None                 # re-score the top trials on the test split after the study
+    launcher: LauncherOptions = field(default_factory=LauncherOptions)  # --launcher ray|slurm: resources, partition
 
 
 def _default(cls: type, name: str) -> Any:
@@ -153,6 +155,7 @@ class SweepSpec:
     description: str
     raw: dict[str, Any]
     artifacts: Optional[str] = None     # the artifact store asked for (ddpm.sweeps.artifacts); None: the study's
+    launcher: LauncherOptions = field(default_factory=LauncherOptions)  # ddpm.sweeps.launchers.options
 
     @property
     def directions(self) -> list[str]:
@@ -278,7 +281,7 @@ def sweep_from_dict(raw: dict[str, Any], path: Path, storage: Optional[str] = No
         enqueue=_enqueue(f.enqueue, space, sampler, src), storage=storage if storage is not None else f.storage,
         heartbeat=_check_heartbeat(f.heartbeat, src), out_dir=f.out_dir, report=f.report,
         confirm=parse_confirm(f.confirm, src), description=str(f.description or ""), raw=copy.deepcopy(raw),
-        artifacts=check_artifact_location(f.artifacts, src))
+        artifacts=check_artifact_location(f.artifacts, src), launcher=check_launcher_options(f.launcher, src))
     _check_budget(spec, src)
     _check_baseline(spec, src)
     if not spec.out_dir:
