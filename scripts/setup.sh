@@ -6,7 +6,5 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[report,postgres,dashboard,s3,test]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/pip install -q --disable-pip-version-check -e '.[report,postgres,dashboard,s3,ray,slurm,test]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import ddpm, torch, optuna, wandb, matplotlib" || { echo "setup failed: see pip output above" >&2; exit 1; }
-# the engines behind `ddpm sweep --launcher ray|slurm`, which the tests start (a local Ray cluster, submitit's LocalExecutor)
-.venv/bin/pip install -q --disable-pip-version-check -e '.[ray,slurm]' 2>&1 | grep -v '^WARNING: Location' || true
