@@ -85,3 +85,23 @@ def test_killed_worker_trial_is_retried_and_resumed(tmp_path):
         assert not password or password not in out                  # the worker never printed it
     finally:
         optuna.delete_study(study_name=study_name, storage=open_storage(url))
+
+
+def test_server_study_with_a_folder_store_says_other_machines_need_a_shared_path(tmp_path, capsys):
+    """A study on PostgreSQL is meant for many machines: its default folder store is on this machine only."""
+    url = postgres_url()
+    for store in (None, str(tmp_path / "shared")):  # the default store beside the study, a named folder
+        name = f"pg-note-{uuid.uuid4().hex[:8]}"
+        spec = load_sweep(sweep_file(tmp_path, study=name, n_trials=1, **({"artifacts": store} if store else {})),
+                          storage=url)
+        try:
+            open_sweep_study(spec)
+            err = capsys.readouterr()
+            text = err.out + err.err
+            assert "trial outputs go to the folder" in text, text
+            assert "s3://bucket/prefix" in text
+            open_sweep_study(spec)  # a resumed study says it once, when created
+            again = capsys.readouterr()
+            assert "trial outputs go to the folder" not in again.out + again.err
+        finally:
+            optuna.delete_study(study_name=name, storage=open_storage(url))

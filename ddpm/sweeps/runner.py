@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 from ddpm.errors import ConfigError
 from ddpm.progress import StudyProgress, console
 from ddpm.redact import redact, secrets_of
-from ddpm.sweeps.artifacts import open_artifact_store, record_artifact_location
+from ddpm.sweeps.artifacts import artifact_scheme, open_artifact_store, record_artifact_location
 from ddpm.sweeps.grid import enqueue_grid
 from ddpm.sweeps.locks import StudyLock, study_lock
 from ddpm.sweeps.objective import SweepObjective
@@ -69,6 +69,14 @@ def worker_seed(seed: Optional[int], worker: Optional[int]) -> Optional[int]:
     return seed + (worker if worker is not None else 1_000_000 + secrets.randbits(32))
 
 
+def _warn_local_store(url: str, location: str) -> None:
+    """A study on a database server is meant for many machines; a folder store is on this machine's disk."""
+    if url.split(":", 1)[0].split("+", 1)[0].lower() in ("postgresql", "mysql") and artifact_scheme(location) == "file":
+        console.print(f"note: trial outputs go to the folder {location} on this machine; workers on other machines "
+                      f"need a folder all of them mount at that path, or --artifacts s3://bucket/prefix",
+                      soft_wrap=True, markup=False)
+
+
 def open_sweep_study(spec: SweepSpec, url: Optional[str] = None, create: bool = True,
                      worker: Optional[int] = 0) -> optuna.Study:
     """The sweep's study in its storage: created (with its attributes and enqueued trials) if new.
@@ -102,7 +110,9 @@ def _open_sweep_study(spec: SweepSpec, url: str, create: bool, worker: Optional[
     study = optuna.create_study(study_name=spec.study, storage=storage, sampler=sampler, pruner=pruner,
                                 directions=spec.directions, load_if_exists=True)
     note = spec.pin_base(study)  # trials start from the base config stored with the study
-    record_artifact_location(study, spec.artifacts, spec.out_dir)  # one artifact store per study (grids, best.pt)
+    location = record_artifact_location(study, spec.artifacts, spec.out_dir)  # one store per study (trial outputs)
+    if spec.study not in existing and STORAGE_ENV not in os.environ:
+        _warn_local_store(url, location)
     if note and STORAGE_ENV not in os.environ:  # workers started by `ddpm sweep --workers N` leave it to the parent
         console.print(f"note: {note}", soft_wrap=True, markup=False)
     if spec.sampler == "grid":
