@@ -244,8 +244,8 @@ def run_benchmark(sweep: Path, url: str, points: list[Point], timeout_s: float =
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "sweep": str(sweep), "rows": rows}
 
 
-COLUMNS = ("workers", "sampler", "trials", "errors", "wall s", "trials/h", "lock wait p50/p95", "lock busy %",
-           "ask p50/p95", "tell p50/p95", "set_user_attr p50/p95", "heartbeat p50/p95", "stale check p50/p95",
+COLUMNS = ("workers", "sampler", "trials", "errors", "wall s", "trials/h", "lock wait p50/p95", "lock held p50/p95",
+           "lock busy %", "budget check p50/p95", "ask p50/p95", "tell p50/p95", "set_user_attr p50/p95", "heartbeat p50/p95", "stale check p50/p95",
            "sampler/trial p50 early/late", "worker CPU ms/trial", "PG CPU ms/trial", "CPU busy %", "PG conns max",
            "load avg 1m")
 
@@ -258,7 +258,8 @@ def table_line(r: dict[str, Any]) -> str:
     o = r["ops_ms"]
     early, late = r["sampler_ms_first_half"]["p50"], r["sampler_ms_second_half"]["p50"]
     cells = [r["workers"], r["sampler"], f"{r['finished']}/{r['trials']}", len(r["errors"]), r["wall_s"],
-             r["trials_per_hour"], _pair(o["lock_wait"]), r["lock_busy_pct"], _pair(o["ask"]), _pair(o["tell"]),
+             r["trials_per_hour"], _pair(o["lock_wait"]), _pair(o["lock_held"]), r["lock_busy_pct"], _pair(o["budget"]),
+             _pair(o["ask"]), _pair(o["tell"]),
              _pair(o["set_user_attr"]), _pair(o["heartbeat"]), _pair(o["fail_stale"]), f"{early} / {late}",
              r["worker_cpu_ms_per_trial"], r["pg_cpu_ms_per_trial"], r["cpu_busy_pct"], r["pg_connections_max"],
              r["load_avg_1_5_15"][0]]
@@ -267,7 +268,9 @@ def table_line(r: dict[str, Any]) -> str:
 
 def markdown(result: dict[str, Any], command: str) -> str:
     lines = [f"# Coordinator benchmark, {result['date']}", "", f"`{command}`", "",
-             f"Machine: {result['machine']['cores']} cores; sweep {result['sweep']}; times in ms (p50 / p95).", "",
+             f"Machine: {result['machine']['cores']} cores; sweep {result['sweep']}; times in ms (p50 / p95); "
+             "lock = the study lock (budget check + stale check + ask, serial across workers); sampler = its "
+             "methods' ms per trial, first / second half of the trials; CPU ms per finished trial.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += [table_line(r) for r in result["rows"]]
     errors = [(r["workers"], r["sampler"], e) for r in result["rows"] for e in r["errors"][:3]]
