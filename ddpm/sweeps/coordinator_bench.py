@@ -86,7 +86,7 @@ def prepare_study(sweep: Path, url: str, tmp: Path) -> tuple[Path, float]:
     from ddpm.sweeps.spec import load_sweep, trial_config
 
     spec = load_sweep(sweep, storage=url)
-    open_sweep_study(spec, url)
+    close_storage(open_sweep_study(spec, url)._storage)
     t = time.perf_counter()
     for i in range(20):
         trial_config(spec, spec.baseline_params(), f"trial-{i}")
@@ -179,12 +179,24 @@ def _read_worker(tmp: Path, i: int, code: Optional[int]) -> dict[str, Any]:
             "sampler_ms": {}, "torch_imported": None, "exit": code}
 
 
+def close_storage(storage: Any) -> None:
+    """Close an RDB storage's pooled connections now (not when the garbage collector gets to them): the
+    benchmark's own idle connections would count against the server's max_connections of the next point."""
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def _study_trials(url: str, study: str) -> list[Any]:
     import optuna
 
     from ddpm.sweeps.storage import open_storage
 
-    return optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(deepcopy=False)
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    finally:
+        close_storage(storage)
 
 
 def _delete_study(url: str, study: str) -> None:
@@ -192,7 +204,9 @@ def _delete_study(url: str, study: str) -> None:
 
     from ddpm.sweeps.storage import open_storage
 
-    optuna.delete_study(study_name=study, storage=open_storage(url))
+    storage = open_storage(url)
+    optuna.delete_study(study_name=study, storage=storage)
+    close_storage(storage)
 
 
 def summarize(point: Point, study: str, workers: list[dict[str, Any]], trials: list[Any], go: float, wall: float,
@@ -220,6 +234,9 @@ def summarize(point: Point, study: str, workers: list[dict[str, Any]], trials: l
         "ops_ms": ops, "sampler_ms": _ms(list(sampler.values())),
         "sampler_ms_first_half": _ms([v for k, v in sampler.items() if k < half]),
         "sampler_ms_second_half": _ms([v for k, v in sampler.items() if k >= half]),
+        "sampler_ms_p50_by_100_trials": [_r(percentile([v for k, v in sampler.items() if k // 100 == b], 50))
+                                         for b in range(max(sampler, default=-1) // 100 + 1)],
+        "budget_ms_p50_by_quarter": _quarters(workers, "budget"),
         "lock_busy_pct": round(100 * lock_held_s / window, 1) if window > 0 else None,
         "worker_cpu_ms_per_trial": round(1e3 * worker_cpu / finished, 1) if finished else None,
         "pg_cpu_ms_per_trial": round(1e3 * pg_cpu / finished, 1) if finished and pg_cpu is not None else None,
@@ -230,6 +247,15 @@ def summarize(point: Point, study: str, workers: list[dict[str, Any]], trials: l
         "worker_rss_mb_max": max((w.get("rss_mb") or 0 for w in workers), default=None),
         **system,
     }
+
+
+def _quarters(workers: list[dict[str, Any]], op: str) -> list[Optional[float]]:
+    """p50 of ``op`` in each quarter of every worker's calls (in call order): its growth as the study fills."""
+    out = []
+    for q in range(4):
+        values = [v for w in workers for i, v in enumerate(w["ops"].get(op, [])) if i * 4 // len(w["ops"][op]) == q]
+        out.append(_r(percentile(values, 50)))
+    return out
 
 
 def run_benchmark(sweep: Path, url: str, points: list[Point], timeout_s: float = 600,
