@@ -34,7 +34,6 @@ from ddpm.redact import redact, secrets_of
 from ddpm.sweeps.artifacts import artifact_scheme, open_artifact_store, record_artifact_location
 from ddpm.sweeps.grid import enqueue_grid
 from ddpm.sweeps.locks import StudyLock, study_lock
-from ddpm.sweeps.objective import SweepObjective
 from ddpm.sweeps.pruners import make_pruner
 from ddpm.sweeps.record import TrialRecord, retried_numbers, state_name
 from ddpm.sweeps.samplers import make_optuna_sampler
@@ -217,14 +216,18 @@ def _short(v: Any) -> str:
 
 def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[int] = None,
                timeout: Optional[float] = None, verbose: bool = True, worker: Optional[int] = 0,
-               progress: Optional[StudyProgress] = None) -> int:
+               progress: Optional[StudyProgress] = None, objective: Any = None) -> int:
     """Run trials of the study until its budget is used up (or ``timeout`` s pass); returns trials run here.
-    ``progress`` (the study bar of ``ddpm sweep``) hears of each trial's start and end."""
+    ``progress`` (the study bar of ``ddpm sweep``) hears of each trial's start and end. ``objective`` replaces
+    the training objective (``ddpm.sweeps.coordinator_bench`` runs near-no-op trials through this loop)."""
     url = url or storage_url(spec)
     n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
     study = open_sweep_study(spec, url, worker=worker)
-    objective = SweepObjective(spec, verbose=verbose)
+    if objective is None:
+        from ddpm.sweeps.objective import SweepObjective  # imports torch: workers of the coordinator bench must not
+
+        objective = SweepObjective(spec, verbose=verbose)
     heartbeat = _heartbeat(spec, url)
     lock = study_lock(url, spec.study)
     start, ran = time.monotonic(), 0
@@ -258,7 +261,7 @@ def run_worker(spec: SweepSpec, url: Optional[str] = None, n_trials: Optional[in
     return ran
 
 
-def _claimed(objective: SweepObjective, lock: StudyLock) -> Any:
+def _claimed(objective: Any, lock: StudyLock) -> Any:
     """The objective, releasing the study lock first: by then ``study.optimize`` has failed stale trials
     and claimed its trial (popped a waiting one or created one), all under the lock."""
     def run(trial: optuna.Trial) -> Any:
