@@ -338,6 +338,8 @@ def _train_epoch(run: TrainState, loop: _Loop, epoch: int, progress: Any, callba
     # the loss sum stays on the device; CUDA syncs (finite check, progress) every sync_every steps
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     sync_every = 50 if device.type == "cuda" else 1
+    # optional hook: a callback written before on_step_end existed (duck-typed, not a Callback subclass) still works
+    step_hooks = [cb.on_step_end for cb in callbacks if hasattr(cb, "on_step_end")]
     for step, (x, y) in enumerate(loop.batches):
         x = x.to(device, non_blocking=True).contiguous(memory_format=loop.mem)
         y = y.to(device, non_blocking=True)
@@ -360,8 +362,8 @@ def _train_epoch(run: TrainState, loop: _Loop, epoch: int, progress: Any, callba
         else:
             progress.update(b_task, advance=1)
         run.step, run.images_seen = run.step + 1, run.images_seen + len(x)
-        for cb in callbacks:
-            cb.on_step_end(run)
+        for hook in step_hooks:
+            hook(run)
         if run.stop_requested:
             break
     total = float(loss_sum)

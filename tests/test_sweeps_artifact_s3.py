@@ -15,6 +15,7 @@ from helpers import REPO, S3_SECRET_KEY, assert_one_line_error, closed_port, run
 from ddpm.errors import ConfigError
 from ddpm.sweeps.artifact_s3 import parse_s3_location
 from ddpm.sweeps.artifacts import ARTIFACT_ATTR, get_file, open_artifact_store, put_file
+from ddpm.sweeps.record import TrialRecord
 
 
 def _bucket() -> str:
@@ -184,7 +185,11 @@ def test_a_sweep_stores_its_grids_and_best_checkpoint_in_s3(s3_env, tmp_path):
     run_dir = Path(trial.user_attrs["run_dir"])
     local = {p.name: p for p in [*run_dir.glob("grids/*.png"), run_dir / "checkpoints" / "best.pt"]}
     assert {m.filename for m in metas} == set(local) and len(local) >= 2, (metas, local)
-    assert _keys(s3_env, bucket) == sorted(f"team/tiny/{m.artifact_id}" for m in metas)
+    # every object under the prefix is one the trial points at: its dashboard artifacts and its outputs record
+    # (last.pt, metrics, config: ddpm/sweeps/trial_outputs.py); superseded per-epoch copies were removed
+    outputs = TrialRecord.from_trial(trial).outputs
+    assert {"checkpoints/last.pt", "metrics.jsonl"} <= set(outputs), outputs
+    assert _keys(s3_env, bucket) == sorted({f"team/tiny/{i}" for i in [m.artifact_id for m in metas] + list(outputs.values())})
     store = open_artifact_store(location, create=False)
     for m in metas:
         out = tmp_path / "down" / m.filename
