@@ -170,12 +170,20 @@ def ema_decay_at(decay: float, step: int) -> float:
 
 @torch.no_grad()
 def ema_update(ema: ConditionalDDPM, model: ConditionalDDPM, decay: float, step: int) -> None:
-    """One EMA step after optimiser step ``step`` (1-based); BatchNorm statistics are copied from ``model``."""
+    """One EMA step after optimiser step ``step`` (1-based). BatchNorm running statistics are averaged with the
+    same decay as the weights; every other buffer (schedule tables, batch counters) is copied from ``model``.
+
+    Copying the live model's statistics instead pairs averaged weights with the statistics of the latest
+    weights: at lr 3e-3 (the recipe) that EMA drew FID 288 / 173 / 71 at omega 0.5 / 1 / 2 after 3 epochs where
+    the raw weights drew 54 / 33 / 44, and re-estimating its statistics under the EMA weights gave 30 / 27 / 57."""
     decay = ema_decay_at(decay, step)
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1.0 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
+    for (name, e), b in zip(ema.named_buffers(), model.buffers()):
+        if name.endswith(("running_mean", "running_var")):
+            e.lerp_(b, 1.0 - decay)
+        else:
+            e.copy_(b)
 
 
 @torch.no_grad()
