@@ -18,7 +18,7 @@ import pytest
 from helpers import REPO, cli_env, closed_port, sweep_file
 from ddpm.errors import ConfigError
 from ddpm.sweeps.artifacts import (ARTIFACT_ATTR, open_artifact_store, record_artifact_location,
-                                   study_artifact_location, upload_trial_files)
+                                   study_artifact_location, upload_files)
 from ddpm.sweeps.record import TrialRecord
 
 
@@ -49,7 +49,7 @@ def test_a_trial_uploads_its_grids_and_best_checkpoint(tmp_path):
     location = record_artifact_location(study, None, tmp_path / "runs")
     assert Path(location) == tmp_path / "runs" / "art" / "artifacts" and Path(location).is_dir()
     trial = study.ask()
-    ids = upload_trial_files(trial, run, location)
+    ids = {Path(rel).name: i for rel, i in upload_files(trial, run, open_artifact_store(location)).items()}
     study.tell(trial, 1.0)
     frozen = study.trials[0]
     assert TrialRecord.from_trial(frozen).artifacts == ids

@@ -22,12 +22,12 @@ recorded, else the default. Adding a store (``s3://``) is one opener plus one re
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
 
 from ddpm.errors import ConfigError
+from ddpm.io import atomic_write
 from ddpm.registry import Registry
 
 ARTIFACT_ATTR = "artifact_store"   # study user attribute: the location every trial of the study uploads to
@@ -56,12 +56,7 @@ def _filesystem(location: str, create: bool) -> Any:
         beside, then renamed), as an object does in S3."""
 
         def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-            target = self._get_filepath(artifact_id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part = target.with_name(f"{target.name}.part-{os.getpid()}")
-            with open(part, "wb") as f:
-                shutil.copyfileobj(content_body, f)
-            os.replace(part, target)
+            atomic_write(self._get_filepath(artifact_id), lambda f: shutil.copyfileobj(content_body, f))
 
     path = _file_path(location)
     if path.exists() and not path.is_dir():
@@ -95,12 +90,8 @@ def get_file(store: Any, key: str, path: str | Path) -> bool:
         reader = store.open_reader(key)
     except ArtifactNotFound:
         return False
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f"{path.name}.part-{os.getpid()}")
-    with contextlib.closing(reader), open(part, "wb") as out:
-        shutil.copyfileobj(reader, out)
-    os.replace(part, path)
+    with contextlib.closing(reader):
+        atomic_write(path, lambda out: shutil.copyfileobj(reader, out))
     return True
 
 
@@ -142,11 +133,6 @@ def study_artifact_location(study: Any, out_dir: str | Path) -> str:
 def trial_files(run_dir: Path) -> list[Path]:
     """The files a completed trial uploads (``TRIAL_FILES``), in a stable order."""
     return [p for pattern in TRIAL_FILES for p in sorted(run_dir.glob(pattern)) if p.is_file()]
-
-
-def upload_trial_files(trial: Any, run_dir: Path, location: str) -> dict[str, str]:
-    """Upload the trial's grids and best checkpoint to the store at ``location``; returns file name -> artifact id."""
-    return {Path(rel).name: i for rel, i in upload_files(trial, run_dir, open_artifact_store(location, create=True)).items()}
 
 
 def upload_files(trial: Any, run_dir: Path, store: Any) -> dict[str, str]:

@@ -16,7 +16,6 @@ once in the parent). Run by the benchmark, not by hand::
 """
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -34,7 +33,7 @@ import optuna
 
 from ddpm.config import set_dotted
 from ddpm.sweeps.record import TrialRecord
-from ddpm.sweeps.spec import SweepSpec, suggest_params
+from ddpm.sweeps.spec import SweepSpec, overridden, suggest_params
 
 # what each worker times (ms per call); "sampler" is the sum of the sampler's own methods per trial
 OPS = ("lock_wait", "lock_held", "budget", "fail_stale", "ask", "tell", "set_user_attr", "report", "heartbeat",
@@ -91,10 +90,7 @@ class BenchObjective:
 def trial_config_dict(spec: SweepSpec, params: dict[str, Any], name: str) -> dict[str, Any]:
     """``trial_config(spec, params, name).to_dict()`` without the check (which imports torch): the base
     experiment's every key with the sweep's overrides, the trial's params, its name and run folder."""
-    data = copy.deepcopy(spec.base_data)
-    for key, value in {**spec.overrides, **params, "name": name, "out_dir": str(spec.study_dir)}.items():
-        set_dotted(data, key, value)
-    return data
+    return overridden(spec.base_data, {**spec.overrides, **params, "name": name, "out_dir": str(spec.study_dir)})
 
 
 class Timings:

@@ -38,7 +38,8 @@ from ddpm.sweeps.pruners import make_pruner
 from ddpm.sweeps.record import TrialRecord, retried_numbers, state_name
 from ddpm.sweeps.samplers import make_optuna_sampler
 from ddpm.sweeps.spec import SweepSpec
-from ddpm.sweeps.storage import Heartbeat, check_storage_file, default_storage_url, open_storage, redact_url, uses_heartbeat
+from ddpm.sweeps.storage import Heartbeat, check_storage_file, default_storage_url, open_storage, redact_url, \
+                                 scheme_of, uses_heartbeat
 
 STORAGE_ENV = "DDPM_SWEEP_STORAGE"  # how `ddpm sweep --workers N` hands the URL to its workers (not argv: ps shows argv)
 
@@ -70,7 +71,7 @@ def worker_seed(seed: Optional[int], worker: Optional[int]) -> Optional[int]:
 
 def _warn_local_store(url: str, location: str) -> None:
     """A study on a database server is meant for many machines; a folder store is on this machine's disk."""
-    if url.split(":", 1)[0].split("+", 1)[0].lower() in ("postgresql", "mysql") and artifact_scheme(location) == "file":
+    if scheme_of(url) in ("postgresql", "postgres", "mysql") and artifact_scheme(location) == "file":
         console.print(f"note: trial outputs go to the folder {location} on this machine; workers on other machines "
                       f"need a folder all of them mount at that path, or --artifacts s3://bucket/prefix",
                       soft_wrap=True, markup=False)

@@ -223,11 +223,16 @@ def _check_config_key(key: str, where: str) -> None:
         raise ConfigError(f"{where}: '{key}' is set by the sweep (runs/<study>/trial-<n>) and cannot be searched")
 
 
-def _with_overrides(base_data: dict[str, Any], dotted: dict[str, Any], source: str) -> ExperimentConfig:
+def overridden(base_data: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the experiment dict ``base_data`` with the ``dotted`` keys set (not checked: no torch import)."""
     data = copy.deepcopy(base_data)
     for k, v in dotted.items():
         set_dotted(data, k, v)
-    return config_from_dict(data, source)
+    return data
+
+
+def _with_overrides(base_data: dict[str, Any], dotted: dict[str, Any], source: str) -> ExperimentConfig:
+    return config_from_dict(overridden(base_data, dotted), source)
 
 
 def load_sweep(path: str | Path, storage: Optional[str] = None) -> SweepSpec:

@@ -59,9 +59,10 @@ def _digest(path: Path) -> str:
 
 def write_artifact(store: Any, path: Path) -> str:
     """Upload ``path`` as a new artifact (Optuna's id format, a UUID4) and return its id."""
+    from ddpm.sweeps.artifacts import put_file
+
     artifact_id = str(uuid.uuid4())
-    with open(path, "rb") as f:
-        store.write(artifact_id, f)
+    put_file(store, artifact_id, path)
     return artifact_id
 
 
@@ -152,11 +153,13 @@ def fetch_outputs(location: str, outputs: dict[str, str], run_dir: Path) -> None
 
 
 def download(store: Any, artifact_id: str, dest: Path) -> None:
-    """One artifact to ``dest``, written atomically (a reader never sees half a file)."""
-    from ddpm.io import atomic_write
+    """One artifact to ``dest``, written atomically (a reader never sees half a file); raises when it is missing."""
+    from optuna.artifacts.exceptions import ArtifactNotFound
 
-    with store.open_reader(artifact_id) as reader:
-        atomic_write(dest, lambda f: shutil.copyfileobj(reader, f))
+    from ddpm.sweeps.artifacts import get_file
+
+    if not get_file(store, artifact_id, dest):
+        raise ArtifactNotFound(f"the artifact store has no artifact {artifact_id}")
 
 
 class StoreCache:

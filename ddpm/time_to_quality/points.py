@@ -5,11 +5,13 @@ a half-run cannot be resumed)."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 from ddpm.errors import ConfigError
+from ddpm.io import atomic_write_text
 
 COLUMNS = ("label", "final", "train_seconds", "images_seen", "epoch", "step", "n", "sampler", "steps", "eta",
            "split", "seed", "omega", "accuracy", "accuracy_lo", "accuracy_hi", "fid", "fid_lo", "fid_hi", "floor",
@@ -68,12 +70,11 @@ def check_same_settings(rows: list[dict[str, Any]], scoring: dict[str, Any], pat
 def keep_only(path: Path, rows: list[dict[str, Any]], labels: set[str]) -> list[dict[str, Any]]:
     """Rewrite ``points.csv`` with the rows of ``labels`` only (atomically); returns them."""
     kept = [r for r in rows if r["label"] in labels]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows({k: r[k] for k in COLUMNS} for r in kept)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=COLUMNS)
+    w.writeheader()
+    w.writerows({k: r[k] for k in COLUMNS} for r in kept)
+    atomic_write_text(path, text.getvalue())
     return kept
 
 
